@@ -1,0 +1,15 @@
+"""bertcompress: make BERT-family encoders smaller and faster while keeping their accuracy."""
+from bertcompress import methods  # noqa: F401  (registers every method)
+from bertcompress.core.api import compress
+from bertcompress.core.config import MethodConfig
+from bertcompress.core.context import Context
+from bertcompress.core.errors import BertCompressError
+from bertcompress.core.registry import registered
+from bertcompress.core.report import StepReport
+from bertcompress.data import tasks
+from bertcompress.io import load, load_tokenizer, save
+from bertcompress.methods.quantization.dynamic import DynamicInt8
+
+__version__ = "0.1.0"
+__all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
+           "load", "load_tokenizer", "save", "DynamicInt8"]

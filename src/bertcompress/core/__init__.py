@@ -1,0 +1,1 @@
+"""The one verb (`compress`), method configs, their registry and the context they run in."""

@@ -1,0 +1,1 @@
+"""Packaged assets (download from PyPI, verify, cache) and task specifications."""

@@ -1,0 +1,184 @@
+"""Task specs: labelled single texts or text pairs, with a fixed seeded train/validation/test split."""
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bertcompress.core.errors import BertCompressError
+from bertcompress.data import assets
+
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int
+    text_pair: str | None = None
+
+
+@dataclass
+class Task:
+    name: str
+    label_names: list[str]
+    splits: dict[str, list[Example]]
+    description: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return any(e.text_pair is not None for e in self.splits.get("train", [])[:50])
+
+    def split(self, name: str) -> list[Example]:
+        if name not in self.splits:
+            raise BertCompressError(f"task {self.name!r} has no split {name!r}; it has {sorted(self.splits)}")
+        return self.splits[name]
+
+    def sliced(self, train: int | None = None, evaluation: int | None = None) -> "Task":
+        """A smaller copy: the first `train` training and `evaluation` validation/test examples."""
+        cut = {"train": train, "validation": evaluation, "test": evaluation}
+        splits = {k: v[: cut.get(k)] if cut.get(k) else list(v) for k, v in self.splits.items()}
+        return Task(self.name, self.label_names, splits, self.description, {**self.meta, "sliced": cut})
+
+    def fingerprint(self) -> str:
+        """Hash of labels and all examples: the teacher cache key changes whenever the data does."""
+        digest = hashlib.sha256(json.dumps(self.label_names).encode())
+        for split_name in sorted(self.splits):
+            digest.update(split_name.encode())
+            for example in self.splits[split_name]:
+                digest.update(f"{example.label}\t{example.text}\t{example.text_pair}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(examples) for name, examples in self.splits.items()}
+
+
+def seeded_split(examples: list[Example], seed: int) -> dict[str, list[Example]]:
+    if not examples:
+        raise BertCompressError("dataset is empty: no labelled examples to split")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_train = int(len(order) * SPLIT_FRACTIONS[0])
+    n_valid = int(len(order) * SPLIT_FRACTIONS[1])
+    pick = lambda idx: [examples[i] for i in idx]  # noqa: E731
+    return {
+        "train": pick(order[:n_train]),
+        "validation": pick(order[n_train : n_train + n_valid]),
+        "test": pick(order[n_train + n_valid :]),
+    }
+
+
+def _rotten_tomatoes(seed: int) -> Task:
+    path = assets.member_path("rotten_tomatoes", "rotten_tomatoes_corpus_full.csv.bz2")
+    labels = {"rotten": 0, "fresh": 1}
+    seen: set[str] = set()
+    examples = []
+    with bz2.open(path, "rt", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            text = row["text"].strip()
+            if row["category"] not in labels or not text or text in seen:
+                continue  # drops 'plot' rows and duplicate snippets
+            seen.add(text)
+            examples.append(Example(text=text, label=labels[row["category"]]))
+    return Task("rotten_tomatoes", ["rotten", "fresh"], seeded_split(examples, seed),
+                "Rotten Tomatoes review snippets (source of SST-2), fresh vs rotten")
+
+
+def _vitaminc(seed: int) -> Task:
+    path = assets.member_path("vitaminc", "vitaminc_fact_verification/task.json")
+    label_names = ["True", "False", "Neither"]
+    examples = []
+    for item in json.loads(path.read_text(encoding="utf-8"))["examples"]:
+        evidence, _, claim = item["input"].partition("\nClaim: ")
+        winners = [k for k, v in item["target_scores"].items() if v == 1]
+        if len(winners) != 1 or not claim:
+            continue
+        examples.append(Example(text=evidence.strip(), text_pair=claim.strip(),
+                                label=label_names.index(winners[0])))
+    return Task("vitaminc", label_names, seeded_split(examples, seed),
+                "VitaminC fact verification (BIG-bench): evidence/claim -> supports / refutes / neither")
+
+
+BUILTIN: dict[str, Callable[[int], Task]] = {"rotten_tomatoes": _rotten_tomatoes, "vitaminc": _vitaminc}
+
+
+def get(name: str, seed: int = 0) -> Task:
+    try:
+        builder = BUILTIN[name]
+    except KeyError:
+        raise BertCompressError(f"unknown task {name!r}; built-in tasks: {', '.join(sorted(BUILTIN))}") from None
+    return builder(seed)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        raise BertCompressError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    with open(path, encoding="utf-8", newline="") as handle:
+        if suffix in (".jsonl", ".json"):
+            rows = []
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as error:
+                        raise BertCompressError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            return rows
+        if suffix in (".csv", ".tsv"):
+            return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
+    raise BertCompressError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+
+
+@dataclass(frozen=True)
+class Columns:
+    text: str = "text"
+    label: str = "label"
+    text_pair: str | None = None
+
+
+def _examples(path: Path, columns: Columns, label_ids: dict[str, int] | None) -> tuple[list[Example], list[str]]:
+    rows = _read_rows(path)
+    if not rows:
+        raise BertCompressError(f"{path}: dataset is empty")
+    wanted = [c for c in (columns.text, columns.label, columns.text_pair) if c]
+    missing = [c for c in wanted if c not in rows[0]]
+    if missing:
+        raise BertCompressError(f"{path}: missing column(s) {missing}; found {sorted(rows[0])}")
+    raw_labels = [str(row[columns.label]).strip() for row in rows]
+    if label_ids is None:
+        names = sorted(set(raw_labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+        label_ids = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(raw_labels) - set(label_ids))
+    if unknown:
+        raise BertCompressError(f"{path}: labels {unknown[:5]} not seen in the training file ({sorted(label_ids)})")
+    examples = [
+        Example(text=str(row[columns.text]), label=label_ids[label],
+                text_pair=str(row[columns.text_pair]) if columns.text_pair else None)
+        for row, label in zip(rows, raw_labels)
+    ]
+    return examples, list(label_ids)
+
+
+def from_files(train: Path, evaluation: Path | None = None, columns: Columns = Columns(), seed: int = 0,
+               name: str | None = None) -> Task:
+    """A task from the user's CSV/TSV/JSONL: one file split 80/10/10, or a train file plus an eval file."""
+    train = Path(train)
+    examples, label_names = _examples(train, columns, None)
+    if len(label_names) < 2:
+        raise BertCompressError(f"{train}: column {columns.label!r} has a single label value; need at least 2")
+    if evaluation is None:
+        splits = seeded_split(examples, seed)
+    else:
+        held_out, _ = _examples(Path(evaluation), columns, {n: i for i, n in enumerate(label_names)})
+        splits = {"train": examples, "validation": held_out, "test": held_out}
+    return Task(name or train.stem, label_names, splits, f"user data from {train.name}")

@@ -1,0 +1,1 @@
+"""Accuracy, size and latency of (compressed) models."""

@@ -1,0 +1,54 @@
+"""Bytes and parameter counts, by component, as stored (int8 counts one byte, not four)."""
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import torch.nn as nn
+
+from bertcompress.arch.spec import get_spec
+
+
+def stored_tensors(module: nn.Module):
+    """(name, tensor) for every parameter and persistent buffer: exactly what the state dict saves."""
+    return module.state_dict().items()
+
+
+def stored_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for _, t in stored_tensors(module))
+
+
+def counts_by_component(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Stored elements and bytes per component (embeddings / attention / ffn / other)."""
+    spec = get_spec(model)
+    elements, size = Counter(), Counter()
+    for name, tensor in stored_tensors(model):
+        if name.endswith(("position_ids", "token_type_ids")):
+            continue  # index buffers, not weights
+        component = spec.component_of(model, name)
+        elements[component] += tensor.numel()
+        size[component] += tensor.numel() * tensor.element_size()
+    components = ("embeddings", "attention", "ffn", "other")
+    return {
+        "parameters": {c: elements[c] for c in components} | {"total": sum(elements.values())},
+        "bytes": {c: size[c] for c in components} | {"total": sum(size.values())},
+    }
+
+
+def encoder_linear_bytes(model: nn.Module) -> int:
+    spec = get_spec(model)
+    return sum(stored_bytes(model.get_submodule(name)) for name in spec.linear_names(model))
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def size_on_disk(model: nn.Module) -> dict[str, int]:
+    """Bytes of the saved model (weights + config + manifest, no tokenizer)."""
+    from bertcompress.io import WEIGHTS, save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = save(model, Path(tmp) / "model")
+        return {"total": directory_bytes(target), "weights": (target / WEIGHTS).stat().st_size}
