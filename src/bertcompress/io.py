@@ -25,6 +25,7 @@ HEAD_ATTRIBUTES = ("num_attention_heads", "all_head_size", "n_heads")
 PACKAGED_MODELS = {"minilm": "minilm"}
 
 hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
 
 
 def _module_entries(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -62,6 +63,12 @@ def write_atomically(target: Path, fill) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def directory_bytes_of(path: Path, exclude_tokenizer: bool = False) -> int:
+    """Bytes of a saved model directory; optionally only weights, config and manifest."""
+    keep = {WEIGHTS, MANIFEST, "config.json"} if exclude_tokenizer else None
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and (keep is None or f.name in keep))
 
 
 def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:

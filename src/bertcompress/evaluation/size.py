@@ -41,14 +41,10 @@ def encoder_linear_bytes(model: nn.Module) -> int:
     return sum(stored_bytes(model.get_submodule(name)) for name in spec.linear_names(model))
 
 
-def directory_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def size_on_disk(model: nn.Module) -> dict[str, int]:
     """Bytes of the saved model (weights + config + manifest, no tokenizer)."""
-    from bertcompress.io import WEIGHTS, save
+    from bertcompress.io import WEIGHTS, directory_bytes_of, save
 
     with tempfile.TemporaryDirectory() as tmp:
         target = save(model, Path(tmp) / "model")
-        return {"total": directory_bytes(target), "weights": (target / WEIGHTS).stat().st_size}
+        return {"total": directory_bytes_of(target), "weights": (target / WEIGHTS).stat().st_size}

@@ -1,0 +1,182 @@
+"""Command line: `bertcompress run | compress | eval | bench | methods`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bertcompress.core.errors import BertCompressError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Make BERT-family encoders smaller and faster while keeping their accuracy.")
+console = Console(stderr=True)
+
+ModelOpt = typer.Option("minilm", "--model", "-m", help="'minilm' (packaged), a local model directory or a hub id")
+TaskOpt = typer.Option("rotten_tomatoes", "--task", "-t", help="built-in task: rotten_tomatoes or vitaminc")
+TrainFileOpt = typer.Option(None, "--train", help="your labelled data (.csv/.tsv/.jsonl); split 80/10/10 unless --eval")
+EvalFileOpt = typer.Option(None, "--eval", help="held-out data with the same columns (used for validation and test)")
+
+
+def _task(task: str, train: Optional[Path], evaluation: Optional[Path], text_column: str,
+          text_pair_column: Optional[str], label_column: str, seed: int, max_train: Optional[int],
+          max_eval: Optional[int]):
+    from bertcompress.data import tasks
+
+    if evaluation and not train:
+        raise BertCompressError("--eval needs --train as well")
+    if train:
+        columns = tasks.Columns(text=text_column, label=label_column, text_pair=text_pair_column)
+        spec = tasks.from_files(train, evaluation, columns, seed=seed)
+    else:
+        spec = tasks.get(task, seed=seed)
+    if max_train or max_eval:
+        spec = spec.sliced(max_train, max_eval)
+    for split in ("train", "validation", "test"):
+        if not spec.split(split):
+            raise BertCompressError(f"task {spec.name!r}: split {split!r} is empty")
+    return spec
+
+
+@app.command()
+def run(
+    model: str = ModelOpt,
+    task: str = TaskOpt,
+    train_file: Optional[Path] = TrainFileOpt,
+    eval_file: Optional[Path] = EvalFileOpt,
+    text_column: str = typer.Option("text", help="column with the (first) text"),
+    text_pair_column: Optional[str] = typer.Option(None, help="column with the second text of a pair"),
+    label_column: str = typer.Option("label", help="column with the label"),
+    recipe: list[str] = typer.Option(["dynamic-int8", "dynamic-int8-linears"], "--recipe", "-r",
+                                     help="built-in recipe name or YAML path; repeat for several variants"),
+    output: Path = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory"),
+    name: Optional[str] = typer.Option(None, help="run directory name (default: task-recipes-seed)"),
+    seed: int = typer.Option(0, help="seed for the split, the head initialisation and training"),
+    epochs: float = typer.Option(2.0, help="teacher fine-tuning epochs"),
+    max_steps: Optional[int] = typer.Option(None, help="cap on teacher optimizer steps"),
+    learning_rate: float = typer.Option(6e-5, "--lr"),
+    batch_size: int = typer.Option(32),
+    max_length: int = typer.Option(64, help="tokens per example (truncation) and latency sequence length"),
+    max_train: Optional[int] = typer.Option(None, help="use only the first N training examples"),
+    max_eval: Optional[int] = typer.Option(None, help="use only the first N validation and test examples"),
+    repeats: int = typer.Option(20, help="latency repeats per model and batch size"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads for latency (default: torch's)"),
+) -> None:
+    """Main job: fine-tune the teacher (cached), apply each recipe, evaluate every variant, write a report."""
+    from bertcompress.pipeline import RunOptions
+    from bertcompress.pipeline import run as run_pipeline
+    from bertcompress.recipe import resolve_recipe
+    from bertcompress.training.loop import TrainConfig
+
+    recipes = [resolve_recipe(r) for r in recipe]
+    train_config = TrainConfig(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
+                               batch_size=batch_size, max_length=max_length, seed=seed)
+    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, max_train, max_eval)
+    options = RunOptions(model=model, recipes=recipes, output=output, name=name, train=train_config,
+                         seq_len=max_length, repeats=repeats, threads=threads)
+    run_pipeline(spec, options, console)
+
+
+@app.command("compress")
+def compress_command(
+    model: str = typer.Argument(..., help="a saved or Hugging Face model directory"),
+    out: Path = typer.Option(..., "--out", help="where to save the compressed model"),
+    recipe: str = typer.Option(..., "--recipe", "-r", help="built-in recipe name or YAML path"),
+) -> None:
+    """Apply a recipe that needs no training data to a saved model and save the result."""
+    import bertcompress as bc
+    from bertcompress.recipe import resolve_recipe
+
+    plan = resolve_recipe(recipe)
+    loaded, tokenizer = bc.load(model), bc.load_tokenizer(model)
+    _, reports = plan.apply(loaded, bc.Context(tokenizer=tokenizer))
+    bc.save(loaded, out, tokenizer)
+    for report in reports:
+        console.print(f"{report.method}: {report.modules_changed} modules, "
+                      f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
+    console.print(f"[green]saved[/] {out}")
+
+
+@app.command("eval")
+def eval_command(
+    model: str = ModelOpt,
+    task: str = TaskOpt,
+    train_file: Optional[Path] = TrainFileOpt,
+    eval_file: Optional[Path] = EvalFileOpt,
+    text_column: str = typer.Option("text"),
+    text_pair_column: Optional[str] = typer.Option(None),
+    label_column: str = typer.Option("label"),
+    split: str = typer.Option("test", help="train, validation or test"),
+    seed: int = typer.Option(0, help="seed of the split"),
+    max_eval: Optional[int] = typer.Option(None, help="use only the first N examples"),
+    max_length: int = typer.Option(64),
+) -> None:
+    """Accuracy and macro-F1 of a (compressed) model on a task split."""
+    import bertcompress as bc
+    from bertcompress.data.batching import encode
+    from bertcompress.evaluation.metrics import score
+
+    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, max_eval)
+    loaded = bc.load(model, num_labels=spec.num_labels)
+    result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(model), max_length), spec.num_labels)
+    print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
+          f"{100 * result['macro_f1']:.2f}  (n={result['n']})")
+
+
+@app.command()
+def bench(
+    models: list[str] = typer.Argument(..., help="model directories (or 'minilm') to compare, first is the baseline"),
+    batch_size: list[int] = typer.Option([1, 32], "--batch-size", "-b"),
+    seq_len: int = typer.Option(64),
+    repeats: int = typer.Option(20),
+    threads: Optional[int] = typer.Option(None),
+) -> None:
+    """CPU latency and throughput, models measured interleaved; ratios are to the first model."""
+    import bertcompress as bc
+    from bertcompress.evaluation.latency import benchmark_many
+
+    loaded = {m: bc.load(m) for m in models}
+    results = benchmark_many(loaded, tuple(batch_size), seq_len, repeats, threads=threads)
+    table = Table(title=f"seq {seq_len}, {results[models[0]]['threads']} thread(s), median of {repeats}")
+    for column in ["model", *[f"b{b} ms" for b in batch_size], *[f"b{b} speedup" for b in batch_size]]:
+        table.add_column(column)
+    base = results[models[0]]
+    for name, result in results.items():
+        ms = [result[f"batch_{b}"]["median_ms"] for b in batch_size]
+        ratios = [base[f"batch_{b}"]["median_ms"] / result[f"batch_{b}"]["median_ms"] for b in batch_size]
+        table.add_row(name, *[f"{v:.1f}" for v in ms], *[f"{r:.2f}x" for r in ratios])
+    Console().print(table)
+
+
+@app.command()
+def methods() -> None:
+    """List registered compression methods and their fields."""
+    import bertcompress as bc
+
+    for name, config in bc.registered().items():
+        table = Table(title=f"{name}  ({config.__name__}): {(config.__doc__ or '').strip()}", title_justify="left")
+        for column in ("field", "type", "default", "description"):
+            table.add_column(column)
+        for field_name, info in config.model_fields.items():
+            default = info.default_factory() if info.default_factory else info.default
+            annotation = getattr(info.annotation, "__name__", str(info.annotation)).replace("typing.", "")
+            table.add_row(field_name, annotation, repr(default), info.description or "")
+        Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except BertCompressError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]; rerun the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

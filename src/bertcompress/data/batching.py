@@ -1,0 +1,53 @@
+"""Tokenise once, pad per batch (dynamic padding)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from bertcompress.data.tasks import Example
+
+
+@dataclass
+class Encoded:
+    """Token ids of a whole split, unpadded, with labels."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]] | None
+    labels: list[int]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        width = max(len(self.ids[i]) for i in indices)
+        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), width), dtype=torch.long)
+        type_ids = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, i in enumerate(indices):
+            n = len(self.ids[i])
+            input_ids[row, :n] = torch.tensor(self.ids[i])
+            mask[row, :n] = 1
+            if self.type_ids is not None:
+                type_ids[row, :n] = torch.tensor(self.type_ids[i])
+        batch = {"input_ids": input_ids, "attention_mask": mask,
+                 "labels": torch.tensor([self.labels[i] for i in indices])}
+        if self.type_ids is not None:
+            batch["token_type_ids"] = type_ids
+        return batch
+
+
+def encode(examples: Sequence[Example], tokenizer, max_length: int) -> Encoded:
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair for e in examples]
+    has_pairs = any(p is not None for p in pairs)
+    out = tokenizer(texts, [p or "" for p in pairs] if has_pairs else None, truncation=True,
+                    max_length=max_length, padding=False)
+    type_ids = out.get("token_type_ids")
+    return Encoded(out["input_ids"], type_ids, [e.label for e in examples], tokenizer.pad_token_id or 0)
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k != "labels"}

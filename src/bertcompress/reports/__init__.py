@@ -1,0 +1,1 @@
+"""Run reports: a Markdown table, results.json and plots."""

@@ -1,0 +1,25 @@
+"""Markdown tables from result rows."""
+from __future__ import annotations
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def variant_table(rows: list[dict]) -> str:
+    headers = ["variant", "val acc", "test acc", "test macro-F1", "agreement w/ teacher", "size on disk (MB)",
+               "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
+               "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
+    body = [[
+        r["variant"], pct(r["validation_accuracy"]), pct(r["test_accuracy"]), pct(r["test_macro_f1"]),
+        pct(r["agreement"]), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}", f"{r['encoder_linear_mb']:.1f}",
+        f"{r['latency_b1_ms']:.1f}", f"{r['latency_b32_ms']:.1f}", f"{r['speedup_b1']:.2f}x",
+        f"{r['speedup_b32']:.2f}x", r.get("peak_rss_mb", "–"), r.get("model_and_inference_mb", "–"),
+    ] for r in rows]
+    return markdown_table(headers, body)

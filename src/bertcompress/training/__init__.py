@@ -1,0 +1,1 @@
+"""One training loop shared by every training-based method."""

@@ -1,0 +1,206 @@
+"""The shared fine-tuning loop: AdamW, linear warm-up/decay, clipping, optional logit distillation,
+method hooks, resumable checkpoints, and Accelerate so it runs on CPU, a GPU or several processes."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from bertcompress.core.errors import BertCompressError, describe_validation_error
+from bertcompress.data.batching import Encoded, model_inputs
+
+CHECKPOINT_FILE = "train_state.pt"
+
+
+class TrainConfig(BaseModel):
+    """Fine-tuning hyperparameters (also the teacher cache key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: float = Field(2.0, gt=0, description="passes over the training split (fractions allowed)")
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    learning_rate: float = Field(6e-5, gt=0, lt=1)
+    batch_size: int = Field(32, ge=1, description="global batch size, split across processes")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(64, ge=8, le=512)
+    seed: int = 0
+    distill_weight: float = Field(0.5, ge=0, description="weight of the KL loss to the teacher's logits")
+    hard_weight: float = Field(0.5, ge=0, description="weight of the cross-entropy on labels (with a teacher)")
+    temperature: float = Field(2.0, gt=0)
+    checkpoint_every: int = Field(100, ge=1, description="optimizer steps between resumable checkpoints")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise BertCompressError(describe_validation_error("train", error)) from None
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> "TrainConfig":
+        if self.distill_weight == 0 and self.hard_weight == 0:
+            raise ValueError("distill_weight and hard_weight cannot both be 0")
+        return self
+
+
+class TrainingHook:
+    """What a method contributes to the loop. Override what you need."""
+
+    def extra_loss(self, model: nn.Module, batch: dict, outputs: Any) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)  # mean loss per logging window
+    resumed_from: int = 0
+
+
+def total_steps(n_examples: int, config: TrainConfig) -> int:
+    per_epoch = math.ceil(n_examples / config.batch_size)
+    steps = math.ceil(per_epoch * config.epochs)
+    return min(steps, config.max_steps) if config.max_steps else steps
+
+
+def global_batch(n_examples: int, step: int, config: TrainConfig) -> list[int]:
+    """Example indices of optimizer step `step`: a seeded shuffle per epoch, so resuming needs no replay."""
+    per_epoch = math.ceil(n_examples / config.batch_size)
+    epoch, offset = divmod(step, per_epoch)
+    order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+    return order[offset * config.batch_size : (offset + 1) * config.batch_size].tolist()
+
+
+def distillation_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """Per-example KL(teacher || student) on temperature-softened logits, scaled by T^2 (Hinton et al.)."""
+    log_student = F.log_softmax(student_logits / temperature, dim=-1)
+    teacher = F.softmax(teacher_logits / temperature, dim=-1)
+    return F.kl_div(log_student, teacher, reduction="none").sum(-1) * temperature**2
+
+
+def _example_losses(outputs, batch, teacher, config: TrainConfig) -> torch.Tensor:
+    hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none")
+    if teacher is None:
+        return hard
+    with torch.no_grad():
+        teacher_logits = teacher(**model_inputs(batch)).logits
+    soft = distillation_loss(outputs.logits, teacher_logits, config.temperature)
+    return config.hard_weight * hard + config.distill_weight * soft
+
+
+def _save_checkpoint(directory: Path, model, optimizer, scheduler, hooks, step: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "hooks": [h.state_dict() for h in hooks],
+        "rng": torch.get_rng_state(),
+    }
+    partial = directory / f".{CHECKPOINT_FILE}.partial"
+    torch.save(state, partial)
+    os.replace(partial, directory / CHECKPOINT_FILE)
+
+
+def _load_checkpoint(directory: Path, model, optimizer, scheduler, hooks) -> int:
+    path = directory / CHECKPOINT_FILE
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    for hook, hook_state in zip(hooks, state["hooks"]):
+        hook.load_state_dict(hook_state)
+    torch.set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def train(
+    model: nn.Module,
+    data: Encoded,
+    config: TrainConfig,
+    teacher: nn.Module | None = None,
+    hooks: tuple[TrainingHook, ...] = (),
+    checkpoint_dir: Path | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Fine-tune `model` in place on `data`; resumes from `checkpoint_dir` when a checkpoint is there."""
+    if len(data) == 0:
+        raise BertCompressError("training data is empty")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    set_seed(config.seed)
+    steps = total_steps(len(data), config)
+    optimizer = _optimizer(model, config)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
+    start = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler, hooks) if checkpoint_dir else 0
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    if teacher is not None:
+        teacher = teacher.to(accelerator.device).eval()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    wrapped.train()
+    result, window, began = TrainResult(steps=steps, seconds=0.0, resumed_from=start), [], time.perf_counter()
+    progress = tqdm(total=steps, initial=start, desc=description, disable=not accelerator.is_main_process
+                    or bool(os.environ.get("BERTCOMPRESS_QUIET")), dynamic_ncols=True)
+    for step in range(start, steps):
+        indices = global_batch(len(data), step, config)
+        local = indices[rank::world]
+        batch = {k: v.to(accelerator.device) for k, v in data.batch(local).items()}
+        outputs = wrapped(**model_inputs(batch))
+        # sum / global size: DDP's gradient mean over processes then equals the single-process mean
+        loss = _example_losses(outputs, batch, teacher, config).sum() * world / len(indices)
+        for hook in hooks:
+            extra = hook.extra_loss(accelerator.unwrap_model(wrapped), batch, outputs)
+            if extra is not None:
+                loss = loss + extra
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        for hook in hooks:
+            hook.after_step(accelerator.unwrap_model(wrapped), step + 1, steps)
+        window.append(loss.item())
+        progress.update(1)
+        progress.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.4f}")
+        if (step + 1) % 20 == 0 or step + 1 == steps:
+            result.losses.append(sum(window) / len(window))
+            window = []
+        if checkpoint_dir and accelerator.is_main_process and (step + 1) % config.checkpoint_every == 0 \
+                and step + 1 < steps:
+            _save_checkpoint(checkpoint_dir, accelerator.unwrap_model(wrapped), optimizer, scheduler, hooks, step + 1)
+    progress.close()
+    accelerator.wait_for_everyone()
+    model.to("cpu").eval()
+    result.seconds = time.perf_counter() - began
+    accelerator.free_memory()
+    return result
