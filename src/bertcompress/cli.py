@@ -56,7 +56,7 @@ def run(
     name: Optional[str] = typer.Option(None, help="run directory name (default: task-recipes-seed)"),
     seed: int = typer.Option(0, help="seed for the split, the head initialisation and training"),
     epochs: float = typer.Option(2.0, help="teacher fine-tuning epochs"),
-    max_steps: Optional[int] = typer.Option(None, help="cap on teacher optimizer steps"),
+    max_steps: Optional[int] = typer.Option(None, help="teacher optimizer steps (overrides --epochs)"),
     learning_rate: float = typer.Option(6e-5, "--lr"),
     batch_size: int = typer.Option(32),
     max_length: int = typer.Option(64, help="tokens per example (truncation) and latency sequence length"),

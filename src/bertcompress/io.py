@@ -83,6 +83,8 @@ def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None 
         **(extra or {}),
     }
 
+    model.config.architectures = [type(model).__name__]
+
     def fill(directory: Path) -> None:
         model.config.save_pretrained(directory)
         save_model(model, str(directory / WEIGHTS))

@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: float = Field(2.0, gt=0, description="passes over the training split (fractions allowed)")
-    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    max_steps: int | None = Field(None, gt=0, description="train exactly this many optimizer steps (overrides epochs)")
     learning_rate: float = Field(6e-5, gt=0, lt=1)
     batch_size: int = Field(32, ge=1, description="global batch size, split across processes")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
@@ -80,9 +80,9 @@ class TrainResult:
 
 
 def total_steps(n_examples: int, config: TrainConfig) -> int:
-    per_epoch = math.ceil(n_examples / config.batch_size)
-    steps = math.ceil(per_epoch * config.epochs)
-    return min(steps, config.max_steps) if config.max_steps else steps
+    if config.max_steps:
+        return config.max_steps
+    return math.ceil(math.ceil(n_examples / config.batch_size) * config.epochs)
 
 
 def global_batch(n_examples: int, step: int, config: TrainConfig) -> list[int]:

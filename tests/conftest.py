@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny random BERT-family models and a tiny WordPiece tokenizer, built in-process."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, DistilBertConfig,
+                          DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification,
+                          RobertaConfig, RobertaForSequenceClassification)
+
+WORDS = ("good great fine bad awful boring movie film plot actor story fun dull superb terrible the a is was "
+         "and not very claim evidence true false").split()
+
+TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if family == "bert":
+        return BertForSequenceClassification(BertConfig(num_labels=num_labels, **TINY)).eval()
+    if family == "roberta":
+        config = RobertaConfig(num_labels=num_labels, pad_token_id=1, **{**TINY, "max_position_embeddings": 70})
+        return RobertaForSequenceClassification(config).eval()
+    if family == "electra":
+        return ElectraForSequenceClassification(ElectraConfig(num_labels=num_labels, embedding_size=32, **TINY)).eval()
+    if family == "distilbert":
+        config = DistilBertConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=48, dropout=0.0,
+                                  attention_dropout=0.0, max_position_embeddings=64, num_labels=num_labels)
+        return DistilBertForSequenceClassification(config).eval()
+    raise ValueError(family)
+
+
+FAMILIES = ("bert", "roberta", "electra", "distilbert")
+
+
+@pytest.fixture
+def model():
+    return tiny_model()
+
+
+@pytest.fixture
+def tokenizer(tmp_path_factory):
+    vocab = tmp_path_factory.mktemp("tok") / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+
+
+def random_batch(batch_size: int = 3, length: int = 10, vocab: int = 64, seed: int = 1) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch_size, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[0, length // 2 :] = 0  # one padded row exercises the attention mask
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty bertcompress cache for this test only."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("BERTCOMPRESS_CACHE", str(path))
+    return path

@@ -1,0 +1,37 @@
+"""Every registered method passes the same contract on every tiny model family."""
+import pytest
+import torch
+
+import bertcompress as bc
+from bertcompress.evaluation.size import size_on_disk, stored_bytes
+from tests.conftest import FAMILIES, random_batch, tiny_model
+
+# One entry per registered method: the config the contract runs. A new method must add itself here.
+CONTRACT = {
+    "dynamic_int8": bc.DynamicInt8(),
+}
+
+
+def test_every_registered_method_is_in_the_contract_table():
+    assert set(CONTRACT) == set(bc.registered())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", sorted(CONTRACT))
+def test_method_contract(method, family, tmp_path):
+    model = tiny_model(family)
+    batch = random_batch()
+    before_bytes, before_disk = stored_bytes(model), size_on_disk(model)["weights"]
+    report = bc.compress(model, CONTRACT[method], bc.Context())
+    assert report.method == method and report.modules_changed > 0
+    assert report.bytes_after < report.bytes_before
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert torch.isfinite(logits).all()
+    assert stored_bytes(model) < before_bytes
+    assert size_on_disk(model)["weights"] < before_disk
+    bc.save(model, tmp_path / "m")
+    reloaded = bc.load(tmp_path / "m")
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, logits)
+    assert reloaded._bertcompress_history[-1]["method"] == method
