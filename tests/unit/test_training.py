@@ -32,11 +32,23 @@ def test_loss_falls_and_run_is_reproducible():
     assert all(torch.equal(a, b) for a, b in zip(_weights(first).values(), _weights(second).values()))
 
 
-def test_epochs_define_steps_and_batches_cover_each_epoch():
-    config = TrainConfig(epochs=2, batch_size=10)
-    seen = [i for step in range(5) for i in global_batch(48, step, config)]
+@pytest.mark.parametrize("grouped", [True, False])
+def test_batches_cover_each_epoch_once(grouped):
+    lengths = [3 + (i * 7) % 20 for i in range(48)]
+    config = TrainConfig(epochs=2, batch_size=10, group_by_length=grouped)
+    seen = [i for step in range(5) for i in global_batch(lengths, step, config)]
     assert sorted(seen) == list(range(48))  # epoch 0: 5 batches cover all 48 once
-    assert global_batch(48, 5, config) != global_batch(48, 0, config)
+    assert global_batch(lengths, 5, config) != global_batch(lengths, 0, config)
+
+
+def test_grouping_by_length_cuts_padding():
+    lengths = [int(x) for x in torch.randint(5, 60, (640,), generator=torch.Generator().manual_seed(0))]
+    padded = {}
+    for grouped in (True, False):
+        config = TrainConfig(batch_size=16, group_by_length=grouped)
+        batches = [global_batch(lengths, s, config) for s in range(40)]
+        padded[grouped] = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded[True] < 0.7 * padded[False]
 
 
 class Interrupt(TrainingHook):

@@ -41,6 +41,7 @@ class TrainConfig(BaseModel):
     hard_weight: float = Field(0.5, ge=0, description="weight of the cross-entropy on labels (with a teacher)")
     temperature: float = Field(2.0, gt=0)
     checkpoint_every: int = Field(100, ge=1, description="optimizer steps between resumable checkpoints")
+    group_by_length: bool = Field(True, description="batch examples of similar length: about half the padding")
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -85,12 +86,28 @@ def total_steps(n_examples: int, config: TrainConfig) -> int:
     return math.ceil(math.ceil(n_examples / config.batch_size) * config.epochs)
 
 
-def global_batch(n_examples: int, step: int, config: TrainConfig) -> list[int]:
-    """Example indices of optimizer step `step`: a seeded shuffle per epoch, so resuming needs no replay."""
-    per_epoch = math.ceil(n_examples / config.batch_size)
+GROUP_WINDOW = 50  # batches per length-sorted window: similar lengths together, order still random
+
+
+def _epoch_batches(lengths: list[int], epoch: int, config: TrainConfig) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    size = config.batch_size
+    if not config.group_by_length:
+        return [order[i : i + size] for i in range(0, len(order), size)]
+    batches = []
+    for start in range(0, len(order), size * GROUP_WINDOW):
+        window = sorted(order[start : start + size * GROUP_WINDOW], key=lengths.__getitem__)
+        batches += [window[i : i + size] for i in range(0, len(window), size)]
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
+def global_batch(lengths: list[int], step: int, config: TrainConfig) -> list[int]:
+    """Example indices of optimizer step `step`: seeded per epoch, so resuming needs no replay."""
+    per_epoch = math.ceil(len(lengths) / config.batch_size)
     epoch, offset = divmod(step, per_epoch)
-    order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-    return order[offset * config.batch_size : (offset + 1) * config.batch_size].tolist()
+    return _epoch_batches(lengths, epoch, config)[offset]
 
 
 def distillation_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
@@ -171,8 +188,9 @@ def train(
     result, window, began = TrainResult(steps=steps, seconds=0.0, resumed_from=start), [], time.perf_counter()
     progress = tqdm(total=steps, initial=start, desc=description, disable=not accelerator.is_main_process
                     or bool(os.environ.get("BERTCOMPRESS_QUIET")), dynamic_ncols=True)
+    lengths = [len(ids) for ids in data.ids]
     for step in range(start, steps):
-        indices = global_batch(len(data), step, config)
+        indices = global_batch(lengths, step, config)
         local = indices[rank::world]
         batch = {k: v.to(accelerator.device) for k, v in data.batch(local).items()}
         outputs = wrapped(**model_inputs(batch))
