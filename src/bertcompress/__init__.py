@@ -7,9 +7,10 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import registered
 from bertcompress.core.report import StepReport
 from bertcompress.data import tasks
+from bertcompress.evaluation.api import benchmark, evaluate
 from bertcompress.io import load, load_tokenizer, save
 from bertcompress.methods.quantization.dynamic import DynamicInt8
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "DynamicInt8"]
+           "load", "load_tokenizer", "save", "DynamicInt8", "evaluate", "benchmark"]

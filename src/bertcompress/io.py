@@ -142,6 +142,7 @@ def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int
         torch.manual_seed(seed)  # a fresh classification head is initialised from the seed
         extra = {"num_labels": num_labels} if num_labels else {}
         model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+    model._bertcompress_source = str(path)  # where its tokenizer lives
     return model.eval()
 
 

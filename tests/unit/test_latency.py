@@ -11,3 +11,17 @@ def test_interleaved_benchmark_reports_each_model_and_batch():
             entry = results[name][f"batch_{batch}"]
             assert entry["median_ms"] > 0 and entry["p90_ms"] >= entry["median_ms"]
             assert abs(entry["throughput"] - batch / (entry["median_ms"] / 1000)) / entry["throughput"] < 0.01
+
+
+def test_top_level_evaluate_and_benchmark(tmp_path, tokenizer):
+    import bertcompress as bc
+    from bertcompress.data.tasks import Example, Task
+
+    bc.save(tiny_model(), tmp_path / "m", tokenizer)
+    model = bc.load(tmp_path / "m")
+    examples = [Example("good movie", 1), Example("bad movie", 0), Example("fine film", 1)]
+    task = Task("toy", ["neg", "pos"], {"test": examples})
+    result = bc.evaluate(model, task)  # tokenizer found beside the saved model
+    assert result["n"] == 3 and 0 <= result["accuracy"] <= 1
+    timing = bc.benchmark(model, batch_sizes=(2,), seq_len=8, repeats=2)
+    assert timing["batch_2"]["median_ms"] > 0

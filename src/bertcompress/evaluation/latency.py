@@ -61,10 +61,6 @@ def benchmark_many(
     return results
 
 
-def benchmark(model: nn.Module, **kwargs) -> dict:
-    return benchmark_many({"model": model}, **kwargs)["model"]
-
-
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak.
 _MEMORY_PROBE = """
 import json, sys, torch
