@@ -10,7 +10,8 @@ from bertcompress.data import tasks
 from bertcompress.evaluation.api import benchmark, evaluate
 from bertcompress.io import load, load_tokenizer, save
 from bertcompress.methods.quantization.dynamic import DynamicInt8
+from bertcompress.methods.quantization.ptq import NaivePTQ
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "DynamicInt8", "evaluate", "benchmark"]
+           "load", "load_tokenizer", "save", "DynamicInt8", "NaivePTQ", "evaluate", "benchmark"]

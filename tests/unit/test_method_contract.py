@@ -9,6 +9,7 @@ from tests.conftest import FAMILIES, random_batch, tiny_model
 # One entry per registered method: the config the contract runs. A new method must add itself here.
 CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
+    "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
 }
 
 

@@ -107,18 +107,21 @@ def fake_quantize(x: torch.Tensor, spec: QuantSpec, scale: torch.Tensor | None =
 
 
 def pack_bits(codes: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    """b-bit codes -> a uint8 stream of ceil(n * b / 8) bytes."""
-    unsigned = (codes.reshape(-1).to(torch.int32) - spec.qmin).to(torch.uint8)
-    shifts = torch.arange(spec.bits, dtype=torch.uint8)
-    bits = ((unsigned[:, None] >> shifts) & 1).reshape(-1)
-    bits = torch.cat([bits, bits.new_zeros((-bits.numel()) % 8)])
-    weights = (1 << torch.arange(8, dtype=torch.int32))
-    return (bits.reshape(-1, 8).to(torch.int32) * weights).sum(1).to(torch.uint8)
+    """b-bit codes -> a uint8 stream of ceil(n * b / 8) bytes (bit i of code k at stream bit k * b + i)."""
+    unsigned = (codes.reshape(-1).to(torch.int16) - spec.qmin).to(torch.uint8)
+    bits = torch.stack([(unsigned >> i) & 1 for i in range(spec.bits)], dim=1).reshape(-1)
+    bits = torch.cat([bits, bits.new_zeros((-bits.numel()) % 8)]).reshape(-1, 8)
+    packed = torch.zeros(bits.shape[0], dtype=torch.uint8)
+    for i in range(8):
+        packed |= bits[:, i] << i
+    return packed
 
 
 def unpack_bits(packed: torch.Tensor, shape: torch.Size | tuple, spec: QuantSpec) -> torch.Tensor:
     count = int(torch.Size(shape).numel())
-    bits = ((packed[:, None].to(torch.int32) >> torch.arange(8, dtype=torch.int32)) & 1).reshape(-1)
-    bits = bits[: count * spec.bits].reshape(count, spec.bits)
-    unsigned = (bits * (1 << torch.arange(spec.bits, dtype=torch.int32))).sum(1)
-    return (unsigned + spec.qmin).to(torch.int16).reshape(shape)
+    bits = torch.stack([(packed >> i) & 1 for i in range(8)], dim=1).reshape(-1)[: count * spec.bits]
+    bits = bits.reshape(count, spec.bits)
+    unsigned = torch.zeros(count, dtype=torch.int16)
+    for i in range(spec.bits):
+        unsigned |= bits[:, i].to(torch.int16) << i
+    return (unsigned + spec.qmin).reshape(shape)
