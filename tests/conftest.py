@@ -59,3 +59,11 @@ def cache(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     monkeypatch.setenv("BERTCOMPRESS_CACHE", str(path))
     return path
+
+
+def toy_task():
+    from bertcompress.data.tasks import Example, Task
+
+    words = "good fine superb bad dull awful movie film".split()
+    examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
+    return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]})

@@ -9,9 +9,11 @@ from bertcompress.core.report import StepReport
 from bertcompress.data import tasks
 from bertcompress.evaluation.api import benchmark, evaluate
 from bertcompress.io import load, load_tokenizer, save
+from bertcompress.training.loop import TrainConfig
 from bertcompress.methods.quantization.dynamic import DynamicInt8
 from bertcompress.methods.quantization.ptq import NaivePTQ
+from bertcompress.methods.quantization.qat import Q8BertQAT
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "DynamicInt8", "NaivePTQ", "evaluate", "benchmark"]
+           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "NaivePTQ", "Q8BertQAT", "evaluate", "benchmark"]

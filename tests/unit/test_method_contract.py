@@ -4,12 +4,13 @@ import torch
 
 import bertcompress as bc
 from bertcompress.evaluation.size import size_on_disk, stored_bytes
-from tests.conftest import FAMILIES, random_batch, tiny_model
+from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 
 # One entry per registered method: the config the contract runs. A new method must add itself here.
 CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
     "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
+    "q8bert_qat": bc.Q8BertQAT(max_steps=3),
 }
 
 
@@ -19,11 +20,15 @@ def test_every_registered_method_is_in_the_contract_table():
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("method", sorted(CONTRACT))
-def test_method_contract(method, family, tmp_path):
+def test_method_contract(method, family, tmp_path, tokenizer):
+    import copy
+
     model = tiny_model(family)
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=copy.deepcopy(model),
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
     batch = random_batch()
     before_bytes, before_disk = stored_bytes(model), size_on_disk(model)["weights"]
-    report = bc.compress(model, CONTRACT[method], bc.Context())
+    report = bc.compress(model, CONTRACT[method], ctx)
     assert report.method == method and report.modules_changed > 0
     assert report.bytes_after < report.bytes_before
     with torch.no_grad():

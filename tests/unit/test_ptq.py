@@ -4,16 +4,9 @@ import pytest
 import torch
 
 import bertcompress as bc
-from bertcompress.data.tasks import Example, Task
 from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.quantization.packed import PackedLinear
-from tests.conftest import random_batch, tiny_model
-
-
-def toy_task():
-    words = "good fine superb bad dull awful movie film".split()
-    examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
-    return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]})
+from tests.conftest import random_batch, tiny_model, toy_task
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])

@@ -22,3 +22,7 @@ class Context:
     seed: int = 0
     workdir: Path | None = None
     extras: dict = field(default_factory=dict)
+
+    def checkpoint_dir(self, step_label: str) -> Path | None:
+        """Where a training step keeps resumable checkpoints (none without a workdir)."""
+        return None if self.workdir is None else Path(self.workdir) / step_label

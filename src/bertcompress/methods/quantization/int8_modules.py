@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from bertcompress.core.modules import replacement
 
 
-def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: values in [-127, 127] and one fp32 scale per row (error <= scale / 2)."""
-    scale = weight.detach().abs().amax(dim=1).clamp_min(1e-12) / 127.0
+def quantize_rows(weight: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: values in [-127, 127] and one fp32 scale per row (error <= scale / 2).
+    A given `scale` (e.g. the grid a model was trained on) is used as is."""
+    if scale is None:
+        scale = weight.detach().abs().amax(dim=1).clamp_min(1e-12) / 127.0
     values = torch.round(weight.detach() / scale[:, None]).clamp_(-127, 127).to(torch.int8)
     return values, scale.float()
 
@@ -43,9 +45,10 @@ class DynamicInt8Linear(nn.Module):
         self._packed = None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, reduce_range: bool = True) -> "DynamicInt8Linear":
+    def from_linear(cls, linear: nn.Linear, reduce_range: bool = True,
+                    scale: torch.Tensor | None = None) -> "DynamicInt8Linear":
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, reduce_range)
-        values, scale = quantize_rows(linear.weight)
+        values, scale = quantize_rows(linear.weight, scale)
         module.weight_int8.copy_(values)
         module.weight_scale.copy_(scale)
         if linear.bias is not None:
@@ -104,9 +107,9 @@ class Int8Embedding(nn.Module):
         self.register_buffer("weight_scale", torch.ones(num_embeddings))
 
     @classmethod
-    def from_embedding(cls, embedding: nn.Embedding) -> "Int8Embedding":
+    def from_embedding(cls, embedding: nn.Embedding, scale: torch.Tensor | None = None) -> "Int8Embedding":
         module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx)
-        values, scale = quantize_rows(embedding.weight)
+        values, scale = quantize_rows(embedding.weight, scale)
         module.weight_int8.copy_(values)
         module.weight_scale.copy_(scale)
         return module

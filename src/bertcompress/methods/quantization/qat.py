@@ -1,0 +1,141 @@
+"""Q8BERT quantization-aware training: fake-quantize every Linear's weights and inputs and the embedding
+tables during fine-tuning (symmetric, STE, EMA activation ranges), then convert to real int8 modules."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.utils.parametrize as parametrize
+from pydantic import Field
+
+from bertcompress.arch.spec import get_spec
+from bertcompress.core.config import MethodConfig
+from bertcompress.core.context import Context
+from bertcompress.core.registry import register
+from bertcompress.core.report import StepReport
+from bertcompress.core.targets import select_modules
+from bertcompress.methods.common import replace_each
+from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
+from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
+from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams, qparams_from_range
+from bertcompress.training.finetune import finetune
+
+
+class Q8BertQAT(MethodConfig):
+    """Quantization-aware fine-tuning (Zafrir et al., Q8BERT), then conversion to int8 kernels."""
+
+    method_name = "q8bert_qat"
+    bits: int = Field(8, ge=2, le=8, description="weight and activation bits (8 converts to int8 GEMMs)")
+    granularity: Literal["tensor", "channel"] = Field("tensor", description="weight ranges; Q8BERT: tensor")
+    embeddings: bool = Field(True, description="fake-quantize the embedding tables too")
+    activations: bool = Field(True, description="fake-quantize Linear inputs with EMA ranges")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="EMA decay of the activation ranges")
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    learning_rate: float = Field(2e-5, gt=0, lt=1)
+    distill: bool = Field(True, description="distil from the context's fp32 teacher during QAT")
+    targets: list[str] | None = Field(None, description="default: every encoder Linear")
+    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
+
+
+class WeightFakeQuant(nn.Module):
+    def __init__(self, spec: QuantSpec):
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(weight, self.spec)
+
+
+class EmaInputQuantizer(nn.Module):
+    """Symmetric fake quantization of a module's input with an exponential moving average of |x|max."""
+
+    def __init__(self, spec: QuantSpec, decay: float):
+        super().__init__()
+        self.spec, self.decay = spec, decay
+        self.register_buffer("max_abs", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            current = x.detach().abs().max()
+            self.max_abs.copy_(torch.where(self.seen, self.decay * self.max_abs + (1 - self.decay) * current, current))
+            self.seen.fill_(True)
+        if not self.seen:
+            return x
+        scale, zero = qparams_from_range(-self.max_abs.reshape(1), self.max_abs.reshape(1), self.spec)
+        return fake_quantize(x, self.spec, scale, zero)
+
+
+def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
+    return (module.input_quantizer(inputs[0]), *inputs[1:])
+
+
+def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
+    spec = get_spec(model)
+    root = spec.embeddings_module(model)
+    prefix = f"{spec.prefix(model)}{spec.embeddings}."
+    return {prefix + name: m for name, m in root.named_children() if isinstance(m, nn.Embedding)}
+
+
+def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
+    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
+                             kinds=(nn.Linear,))
+    weight_spec = QuantSpec(config.bits, True, config.granularity)
+    handles = []
+    for linear in linears.values():
+        parametrize.register_parametrization(linear, "weight", WeightFakeQuant(weight_spec))
+        if config.activations:
+            linear.input_quantizer = EmaInputQuantizer(QuantSpec(config.bits, True, "tensor"), config.ema_decay)
+            handles.append(linear.register_forward_pre_hook(_quantize_input))
+    tables = _embedding_tables(model) if config.embeddings else {}
+    for table in tables.values():
+        parametrize.register_parametrization(table, "weight", WeightFakeQuant(QuantSpec(config.bits, True, "tensor")))
+    return linears, tables, handles
+
+
+def _bake(module: nn.Module) -> tuple[torch.Tensor, QuantSpec]:
+    """Remove the fake-quant parametrization, keeping the quantized values; return the grid's scale."""
+    spec = module.parametrizations.weight[0].spec
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    scale, _ = qparams(module.weight, spec)
+    rows = module.weight.shape[0]
+    return (scale.expand(rows) if scale.numel() == 1 else scale).contiguous(), spec
+
+
+def convert(model: nn.Module, linears: dict, tables: dict, handles: list, report: StepReport) -> None:
+    for handle in handles:
+        handle.remove()
+    for linear in linears.values():
+        if hasattr(linear, "input_quantizer"):
+            del linear.input_quantizer  # the int8 kernel quantizes activations itself, per batch
+
+    def int_linear(_, linear):
+        scale, spec = _bake(linear)
+        if spec.bits == 8:
+            return DynamicInt8Linear.from_linear(linear, scale=scale)
+        return PackedLinear.from_linear(linear, spec)
+
+    def int_table(_, table):
+        scale, spec = _bake(table)
+        return Int8Embedding.from_embedding(table, scale) if spec.bits == 8 else PackedEmbedding.from_embedding(table, spec)
+
+    replace_each(model, linears, int_linear, report)
+    replace_each(model, tables, int_table, report)
+
+
+@register(Q8BertQAT)
+def apply_q8bert_qat(model: nn.Module, config: Q8BertQAT, ctx: Context) -> StepReport:
+    report = StepReport(method=config.method_name, config=config.to_dict())
+    linears, tables, handles = prepare(model, config)
+    result = finetune(model, ctx, "q8bert_qat", epochs=config.epochs, learning_rate=config.learning_rate,
+                      max_steps=config.max_steps, distill=config.distill)
+    report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1),
+                           "final_loss": result.losses[-1] if result.losses else None})
+    convert(model, linears, tables, handles, report)
+    kernel = "int8 GEMMs (quantized::linear_dynamic)" if config.bits == 8 else \
+        f"{config.bits}-bit packed weights dequantized for compute"
+    report.notes.append(f"QAT {result.steps} steps{' with distillation' if config.distill else ''}; converted to "
+                        f"{kernel}; embeddings {'int8' if config.embeddings else 'fp32'}")
+    return report

@@ -1,0 +1,65 @@
+import copy
+
+import pytest
+import torch
+
+import bertcompress as bc
+from bertcompress.core.report import StepReport
+from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
+from bertcompress.methods.quantization.packed import PackedLinear
+from bertcompress.methods.quantization.qat import convert, prepare
+from tests.conftest import random_batch, tiny_model, toy_task
+
+
+def test_fake_quantized_weights_lie_on_the_8_bit_grid_and_still_train():
+    model = tiny_model()
+    linears, tables, _ = prepare(model, bc.Q8BertQAT())
+    query = model.bert.encoder.layer[0].attention.self.query
+    assert query.weight.unique().numel() <= 255
+    original = query.parametrizations.weight.original
+    before = original.detach().clone()
+    model.train()
+    model(**random_batch()).logits.sum().backward()
+    assert original.grad is not None and original.grad.abs().sum() > 0  # the STE lets gradients through
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(original, before)
+    assert len(tables) == 3  # word, position and token-type tables
+
+
+def test_conversion_keeps_the_trained_grid_exactly():
+    model = tiny_model()
+    linears, tables, handles = prepare(model, bc.Q8BertQAT())
+    model.train()
+    model(**random_batch())  # set EMA activation ranges
+    model.eval()
+    baked = {name: m.weight.detach().clone() for name, m in linears.items()}
+    words = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    convert(model, linears, tables, handles, StepReport("q8bert_qat", {}))
+    for name, expected in baked.items():
+        module = model.get_submodule(name)
+        assert isinstance(module, DynamicInt8Linear)
+        assert torch.allclose(module.dequantized_weight(), expected, atol=1e-7)
+    assert isinstance(model.bert.embeddings.word_embeddings, Int8Embedding)
+    assert torch.allclose(model.bert.embeddings.word_embeddings.weight, words, atol=1e-7)
+
+
+def test_qat_end_to_end_with_distillation_and_4_bits(tokenizer, tmp_path):
+    teacher = tiny_model()
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=teacher,
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
+    student = copy.deepcopy(teacher)
+    report = bc.compress(student, bc.Q8BertQAT(bits=4, max_steps=4, learning_rate=1e-3), ctx)
+    assert report.metrics["train_steps"] == 4
+    assert isinstance(student.bert.encoder.layer[1].output.dense, PackedLinear)
+    assert report.bytes_after < report.bytes_before / 5
+    bc.save(student, tmp_path / "s")
+    batch = random_batch()
+    with torch.no_grad():
+        assert torch.equal(bc.load(tmp_path / "s")(**batch).logits, student(**batch).logits)
+
+
+def test_qat_needs_data_and_a_teacher_when_distilling(tokenizer):
+    with pytest.raises(bc.BertCompressError, match="q8bert_qat: this method trains"):
+        bc.compress(tiny_model(), bc.Q8BertQAT(max_steps=1), bc.Context())
+    with pytest.raises(bc.BertCompressError, match="q8bert_qat.distill: no teacher"):
+        bc.compress(tiny_model(), bc.Q8BertQAT(max_steps=1), bc.Context(task=toy_task(), tokenizer=tokenizer))
