@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch.nn as nn
 from rich.console import Console
 
 from bertcompress.core.context import Context
+from bertcompress.data.assets import cache_dir
 from bertcompress.data.batching import encode
 from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many, peak_memory
@@ -75,7 +77,10 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     for recipe in options.recipes:
         console.print(f"applying recipe [bold]{recipe.name}[/] ({len(recipe.steps)} step(s))")
         model = copy.deepcopy(teacher.model)
+        # training steps checkpoint here, so rerunning an interrupted job resumes them
+        ctx.workdir = cache_dir() / "checkpoints" / f"{teacher.path.name}-{_slug(recipe.name)}"
         _, reports = recipe.apply(model, ctx)
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
         variants[recipe.name], steps[recipe.name] = model, [r.to_dict() for r in reports]
 
     console.print("evaluating accuracy and size")

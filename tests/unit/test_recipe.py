@@ -6,7 +6,10 @@ from tests.conftest import random_batch
 
 
 def test_builtin_recipes_load_and_apply(model):
-    assert {"dynamic-int8", "dynamic-int8-linears"} <= set(builtin_recipes())
+    assert {"dynamic-int8", "dynamic-int8-linears", "q8bert-qat", "naive-ptq-w4", "quant-noise-ipq"} <= set(
+        builtin_recipes())
+    for name in builtin_recipes():
+        assert resolve_recipe(name).steps  # every shipped recipe validates
     recipe = resolve_recipe("dynamic-int8")
     _, reports = recipe.apply(model, bc.Context())
     assert [r.method for r in reports] == ["dynamic_int8"]
