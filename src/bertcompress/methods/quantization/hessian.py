@@ -81,11 +81,14 @@ def components(model: nn.Module, include_embeddings: bool = True) -> dict[str, d
             raise BertCompressError("embeddings: the word-embedding table is not an nn.Embedding (already "
                                     "compressed?); set embeddings: false")
         groups["embeddings"] = table
-    attention = spec.linear_names(model, ATTENTION_ROLES)
-    ffn = spec.linear_names(model, FFN_ROLES)
+    kinds = {"attention": ATTENTION_ROLES, "ffn": FFN_ROLES}
+    names = {kind: spec.linear_names(model, roles) for kind, roles in kinds.items()}  # layer-major lists
     for index in range(len(spec.layer_list(model))):
-        groups[f"layer{index}.attention"] = _linears(model, attention[index * 4:(index + 1) * 4])
-        groups[f"layer{index}.ffn"] = _linears(model, ffn[index * 2:(index + 1) * 2])
+        for kind, roles in kinds.items():
+            width = len(roles)
+            groups[f"layer{index}.{kind}"] = _linears(model, names[kind][index * width:(index + 1) * width])
+    if not groups:
+        raise BertCompressError("the model has no encoder layers and embeddings are excluded: nothing to quantize")
     return groups
 
 

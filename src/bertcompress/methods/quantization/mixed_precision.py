@@ -62,7 +62,7 @@ class QBertMixedPrecision(MethodConfig):
 
 def assign_bits(sensitivities: Mapping[str, float], sizes: Mapping[str, int], bit_choices: Sequence[int],
                 average_bits: float) -> dict[str, int]:
-    """Bits per component with Σ nᵢbᵢ ≤ average_bits · Σ nᵢ, greedily by loss reduction per bit (module doc)."""
+    """Bits per component with Σ nᵢbᵢ ≤ average_bits · Σ nᵢ, greedily by loss saved per bit (module doc)."""
     choices = sorted(set(bit_choices))
     total = sum(sizes.values())
     capacity = average_bits * total * (1 + 1e-12)  # tolerate float rounding of an exactly met budget

@@ -1,0 +1,223 @@
+"""ONNX export of (compressed) sequence classifiers, run in onnxruntime beside the PyTorch models.
+
+Our int8 Linears export as DynamicQuantizeLinear + MatMulInteger over the stored int8 weights, which
+onnxruntime fuses into its int8 GEMM ops (DynamicQuantizeMatMul / MatMulIntegerToFloat).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from bertcompress.core.targets import set_submodule
+from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
+from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
+
+OUTPUT = "logits"
+
+
+class OnnxInt8Linear(nn.Module):
+    """Export-only stand-in for DynamicInt8Linear: the same int8 weights and scales, as ONNX integer ops.
+
+    Activations are quantized per call to uint8 with a zero point (DynamicQuantizeLinear, full 8 bits);
+    DynamicInt8Linear's FBGEMM kernel uses 7 bits (reduce_range), so the two differ by rounding noise.
+    Outside export, forward computes the same arithmetic in float64: a reference for the ONNX graph."""
+
+    def __init__(self, source: DynamicInt8Linear):
+        super().__init__()
+        # MatMulInteger computes x @ B, so B is the [in, out] transpose of our [out, in] rows
+        self.register_buffer("weight_t", source.weight_int8.t().contiguous())
+        self.register_buffer("weight_scale", source.weight_scale.detach().clone())
+        self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
+
+    def _integer_matmul(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out_shape = (*x.shape[:-1], self.weight_t.shape[1])
+        if torch.onnx.is_in_onnx_export():
+            q, scale, zero = torch.onnx.ops.symbolic_multi_out(
+                "DynamicQuantizeLinear", (x,), dtypes=(torch.uint8, torch.float32, torch.uint8),
+                shapes=(x.shape, [], []), version=11)
+            acc = torch.onnx.ops.symbolic("MatMulInteger", (q, self.weight_t, zero), dtype=torch.int32,
+                                          shape=out_shape, version=10)
+            return acc, scale
+        low, high = x.min().clamp(max=0), x.max().clamp(min=0)  # the ONNX DynamicQuantizeLinear rule
+        scale = ((high - low) / 255).clamp_min(1e-30)
+        zero = torch.round(-low / scale).clamp(0, 255)
+        q = (torch.round(x / scale) + zero).clamp(0, 255)
+        return (q - zero).double() @ self.weight_t.double(), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc, scale = self._integer_matmul(x)
+        # Cast -> Mul(x_scale * w_scale) -> Add(bias): the exact pattern ORT fuses into one int8 op
+        y = acc.float() * (scale * self.weight_scale)
+        return y if self.bias is None else y + self.bias
+
+
+class DequantizedLinear(nn.Module):
+    """Export-only stand-in for PackedLinear: fp32 dequantized weights (ORT has no 2-7 bit GEMM), keeping
+    the fixed-range input fake quantization when the module has one."""
+
+    def __init__(self, source: PackedLinear):
+        super().__init__()
+        self.register_buffer("weight", source.dequantized_weight().float())
+        self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
+        self.input_range = None
+        if source.input_spec is not None:
+            spec = source.input_spec
+            self.input_range = (spec.qmin, spec.qmax)
+            self.register_buffer("input_scale", source.input_scale.detach().clone())
+            self.register_buffer("input_zero", source.input_zero.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_range is not None:
+            codes = (torch.round(x / self.input_scale) + self.input_zero).clamp(*self.input_range)
+            x = (codes - self.input_zero) * self.input_scale
+        return F.linear(x, self.weight, self.bias)
+
+
+def _dequantized_embedding(source: PackedEmbedding) -> nn.Embedding:
+    return nn.Embedding.from_pretrained(source.weight.clone(), freeze=True, padding_idx=source.padding_idx)
+
+
+# Int8Embedding needs no stand-in: it exports as a Gather on the int8 table times the gathered row scales
+STAND_INS = {DynamicInt8Linear: OnnxInt8Linear, PackedLinear: DequantizedLinear,
+             PackedEmbedding: _dequantized_embedding}
+
+
+@contextlib.contextmanager
+def onnx_view(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode with exportable stand-ins swapped in place; all is restored on exit."""
+    originals = {name: m for name, m in model.named_modules() if type(m) in STAND_INS}
+    training = model.training
+    try:
+        for name, module in originals.items():
+            set_submodule(model, name, STAND_INS[type(module)](module))
+        yield model.eval()
+    finally:
+        for name, module in originals.items():
+            set_submodule(model, name, module)
+        model.train(training)
+
+
+class _LogitsOnly(nn.Module):
+    """One tensor out, named inputs in: a graph signature that does not depend on HF output classes."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if "token_type_ids" in self.names else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+def input_names(model: nn.Module) -> tuple[str, ...]:
+    """input_ids and attention_mask, plus token_type_ids where the model takes them (sentence pairs)."""
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    return ("input_ids", "attention_mask", *(("token_type_ids",) if takes_types else ()))
+
+
+def _example_inputs(model: nn.Module, names: tuple[str, ...], seq_len: int) -> dict[str, torch.Tensor]:
+    # batch 2 with a padded row: torch.export specializes sizes 0/1, and the mask path must be traced
+    vocab = model.config.vocab_size
+    ids = torch.arange(seq_len * 2).reshape(2, seq_len) % (vocab - 5) + 5
+    mask = torch.ones_like(ids)
+    mask[1, seq_len // 2:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    return {name: inputs[name] for name in names}
+
+
+def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: int = 18) -> Path:
+    """Write `model` (fp32 or with our quantized modules) as one .onnx file, batch and sequence dynamic.
+
+    Uses the torch.export-based exporter (the TorchScript one is deprecated). Opset 18 is the lowest it
+    implements; lower requests go through a version converter. Single file: models must be under 2 GB."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = input_names(model)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with onnx_view(model) as view, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter (deprecations, dim renames), not problems
+            torch.onnx.export(
+                _LogitsOnly(view, names), (), tmp, kwargs=_example_inputs(model, names, seq_len),
+                input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True,
+                external_data=False, verbose=False,
+                dynamic_shapes={name: {0: batch, 1: seq} for name in names})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """A CPU onnxruntime session with all graph optimizations (the int8 fusions live there)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OrtModel(nn.Module):
+    """An onnxruntime session that looks enough like a HF classifier for predict() and benchmark_many()."""
+
+    def __init__(self, path: str | Path, config, threads: int | None = None):
+        super().__init__()
+        self.path, self.config = Path(path), config
+        self.session = ort_session(path, threads)
+        self.names = tuple(i.name for i in self.session.get_inputs())
+        # predict() reads the device from the first parameter; ORT runs on CPU
+        self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        defaults = {"attention_mask": torch.ones_like(input_ids), "token_type_ids": torch.zeros_like(input_ids)}
+        if token_type_ids is not None and "token_type_ids" not in self.names:
+            raise TypeError(f"{self.path.name} takes no token_type_ids (inputs: {self.names})")
+        feed = {n: np.ascontiguousarray((given[n] if given[n] is not None else defaults[n]).cpu().numpy(),
+                                        dtype=np.int64) for n in self.names}
+        (logits,) = self.session.run([OUTPUT], feed)
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_channel: bool = True) -> Path:
+    """The ONNX Runtime baseline: quantize_dynamic on the fp32 export (int8 MatMul weights, per column,
+    and int8 Gather tables), written atomically."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_path = Path(out_path)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        quantize_dynamic(str(fp32_onnx_path), tmp, per_channel=per_channel, weight_type=QuantType.QInt8)
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out_path
+
+
+@torch.inference_mode()
+def max_logit_difference(torch_model: nn.Module, onnx_path: str | Path, batch: dict[str, torch.Tensor]) -> float:
+    """max |logit_torch - logit_ort| over a batch."""
+    torch_model.eval()
+    expected = torch_model(**batch).logits.float()
+    config = getattr(torch_model, "config", None)
+    got = OrtModel(onnx_path, config)(**batch).logits
+    return float((expected - got).abs().max())
