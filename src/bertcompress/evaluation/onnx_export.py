@@ -31,12 +31,19 @@ class OnnxInt8Linear(nn.Module):
 
     Activations are quantized per call to uint8 with a zero point (DynamicQuantizeLinear, full 8 bits);
     DynamicInt8Linear's FBGEMM kernel uses 7 bits (reduce_range), so the two differ by rounding noise.
-    Outside export, forward computes the same arithmetic in float64: a reference for the ONNX graph."""
+    By default weights are stored as uint8 = int8 + 128 with zero point 128 (same bytes, same values):
+    ORT's u8s8 kernel on AVX2 CPUs without VNNI saturates int16 pair sums once activations pass 127,
+    while its u8u8 kernel is exact everywhere. `signed=True` keeps int8 (u8s8: faster, exact only on
+    VNNI or ARM CPUs). Outside export, forward computes the same arithmetic in float64: a reference."""
 
-    def __init__(self, source: DynamicInt8Linear):
+    def __init__(self, source: DynamicInt8Linear, signed: bool = False):
         super().__init__()
         # MatMulInteger computes x @ B, so B is the [in, out] transpose of our [out, in] rows
-        self.register_buffer("weight_t", source.weight_int8.t().contiguous())
+        weight_t = source.weight_int8.t().contiguous()
+        if not signed:
+            weight_t = (weight_t.to(torch.int16) + 128).to(torch.uint8)
+        self.register_buffer("weight_t", weight_t)
+        self.register_buffer("weight_zero", torch.tensor(0 if signed else 128, dtype=weight_t.dtype))
         self.register_buffer("weight_scale", source.weight_scale.detach().clone())
         self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
 
@@ -46,14 +53,15 @@ class OnnxInt8Linear(nn.Module):
             q, scale, zero = torch.onnx.ops.symbolic_multi_out(
                 "DynamicQuantizeLinear", (x,), dtypes=(torch.uint8, torch.float32, torch.uint8),
                 shapes=(x.shape, [], []), version=11)
-            acc = torch.onnx.ops.symbolic("MatMulInteger", (q, self.weight_t, zero), dtype=torch.int32,
-                                          shape=out_shape, version=10)
+            acc = torch.onnx.ops.symbolic("MatMulInteger", (q, self.weight_t, zero, self.weight_zero),
+                                          dtype=torch.int32, shape=out_shape, version=10)
             return acc, scale
         low, high = x.min().clamp(max=0), x.max().clamp(min=0)  # the ONNX DynamicQuantizeLinear rule
         scale = ((high - low) / 255).clamp_min(1e-30)
         zero = torch.round(-low / scale).clamp(0, 255)
         q = (torch.round(x / scale) + zero).clamp(0, 255)
-        return (q - zero).double() @ self.weight_t.double(), scale
+        weight = self.weight_t.double() - self.weight_zero.double()
+        return (q - zero).double() @ weight, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acc, scale = self._integer_matmul(x)
@@ -88,19 +96,26 @@ def _dequantized_embedding(source: PackedEmbedding) -> nn.Embedding:
     return nn.Embedding.from_pretrained(source.weight.clone(), freeze=True, padding_idx=source.padding_idx)
 
 
+def _stand_in(module: nn.Module, signed_int8: bool) -> nn.Module:
+    if isinstance(module, DynamicInt8Linear):
+        return OnnxInt8Linear(module, signed_int8)
+    if isinstance(module, PackedLinear):
+        return DequantizedLinear(module)
+    return _dequantized_embedding(module)
+
+
 # Int8Embedding needs no stand-in: it exports as a Gather on the int8 table times the gathered row scales
-STAND_INS = {DynamicInt8Linear: OnnxInt8Linear, PackedLinear: DequantizedLinear,
-             PackedEmbedding: _dequantized_embedding}
+REPLACED_FOR_EXPORT = (DynamicInt8Linear, PackedLinear, PackedEmbedding)
 
 
 @contextlib.contextmanager
-def onnx_view(model: nn.Module) -> Iterator[nn.Module]:
+def onnx_view(model: nn.Module, signed_int8: bool = False) -> Iterator[nn.Module]:
     """The model in eval mode with exportable stand-ins swapped in place; all is restored on exit."""
-    originals = {name: m for name, m in model.named_modules() if type(m) in STAND_INS}
+    originals = {name: m for name, m in model.named_modules() if isinstance(m, REPLACED_FOR_EXPORT)}
     training = model.training
     try:
         for name, module in originals.items():
-            set_submodule(model, name, STAND_INS[type(module)](module))
+            set_submodule(model, name, _stand_in(module, signed_int8))
         yield model.eval()
     finally:
         for name, module in originals.items():
@@ -136,29 +151,47 @@ def _example_inputs(model: nn.Module, names: tuple[str, ...], seq_len: int) -> d
     return {name: inputs[name] for name in names}
 
 
-def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: int = 18) -> Path:
-    """Write `model` (fp32 or with our quantized modules) as one .onnx file, batch and sequence dynamic.
-
-    Uses the torch.export-based exporter (the TorchScript one is deprecated). Opset 18 is the lowest it
-    implements; lower requests go through a version converter. Single file: models must be under 2 GB."""
-    path = Path(path)
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[str]:
+    """A temporary file beside `path`, renamed to it only if the block completes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = input_names(model)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        with onnx_view(model) as view, torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter (deprecations, dim renames), not problems
-            torch.onnx.export(
-                _LogitsOnly(view, names), (), tmp, kwargs=_example_inputs(model, names, seq_len),
-                input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True,
-                external_data=False, verbose=False,
-                dynamic_shapes={name: {0: batch, 1: seq} for name in names})
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _strip_node_metadata(proto) -> None:
+    # the exporter records a stack trace per node: ~2 KB each, local paths included
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+
+
+def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: int = 18,
+                signed_int8: bool = False) -> Path:
+    """Write `model` (fp32 or with our quantized modules) as one .onnx file, batch and sequence dynamic.
+
+    Uses the torch.export-based exporter (the TorchScript one is deprecated); opset 18 is the lowest it
+    implements, lower ones go through onnx's version converter. One file, so models must be under 2 GB.
+    `signed_int8`: see OnnxInt8Linear (int8 weights as u8s8 are only exact on VNNI/ARM CPUs)."""
+    import onnx
+
+    path, names = Path(path), input_names(model)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with onnx_view(model, signed_int8) as view, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter (deprecations, dim renames), not problems
+        program = torch.onnx.export(
+            _LogitsOnly(view, names), (), kwargs=_example_inputs(model, names, seq_len),
+            input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True, verbose=False,
+            dynamic_shapes={name: {0: batch, 1: seq} for name in names})
+    proto = program.model_proto
+    _strip_node_metadata(proto)
+    with _atomic_file(path) as tmp:
+        onnx.save_model(proto, tmp)
     return path
 
 
@@ -196,20 +229,16 @@ class OrtModel(nn.Module):
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
 
 
-def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_channel: bool = True) -> Path:
+def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_channel: bool = True,
+                     reduce_range: bool = False) -> Path:
     """The ONNX Runtime baseline: quantize_dynamic on the fp32 export (int8 MatMul weights, per column,
     and int8 Gather tables), written atomically."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        quantize_dynamic(str(fp32_onnx_path), tmp, per_channel=per_channel, weight_type=QuantType.QInt8)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with _atomic_file(out_path) as tmp:
+        quantize_dynamic(str(fp32_onnx_path), tmp, per_channel=per_channel, reduce_range=reduce_range,
+                         weight_type=QuantType.QInt8)
     return out_path
 
 
