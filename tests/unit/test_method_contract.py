@@ -9,6 +9,8 @@ from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 # One entry per registered method: the config the contract runs. A new method must add itself here.
 CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
+    "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
+    "ffn_pruning": bc.FFNPruning(fraction=0.5, importance="magnitude", iterations=2),
     "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
     "q8bert_qat": bc.Q8BertQAT(max_steps=3),
     "qbert_mixed_precision": bc.QBertMixedPrecision(group_size=16, batches=1, batch_size=8, iterations=3),
