@@ -10,6 +10,7 @@ from bertcompress.data import tasks
 from bertcompress.evaluation.api import benchmark, evaluate
 from bertcompress.io import load, load_tokenizer, save
 from bertcompress.training.loop import TrainConfig
+from bertcompress.methods.pruning.layers import LayerDrop, LayerRemoval
 from bertcompress.methods.pruning.structured import FFNPruning, HeadPruning
 from bertcompress.methods.quantization.dynamic import DynamicInt8
 from bertcompress.methods.quantization.mixed_precision import QBertMixedPrecision
@@ -19,4 +20,4 @@ from bertcompress.methods.quantization.quant_noise import QuantNoise
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "evaluate", "benchmark"]
+           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "LayerDrop", "LayerRemoval", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "evaluate", "benchmark"]

@@ -10,6 +10,8 @@ from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
     "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
+    "layerdrop": bc.LayerDrop(max_steps=3, keep=1),
+    "layer_removal": bc.LayerRemoval(keep=1),
     "ffn_pruning": bc.FFNPruning(fraction=0.5, importance="magnitude", iterations=2),
     "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
     "q8bert_qat": bc.Q8BertQAT(max_steps=3),
