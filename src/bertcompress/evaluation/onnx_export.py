@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,27 +148,40 @@ def _example_inputs(model: nn.Module, names: tuple[str, ...], seq_len: int) -> d
     mask = torch.ones_like(ids)
     mask[1, seq_len // 2:] = 0
     inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
-    return {name: inputs[name] for name in names}
+    device = next(model.parameters()).device
+    return {name: inputs[name].to(device) for name in names}
 
 
 @contextlib.contextmanager
 def _atomic_file(path: Path) -> Iterator[str]:
     """A temporary file beside `path`, renamed to it only if the block completes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep umask permissions
     try:
-        yield tmp
+        yield str(tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def _strip_node_metadata(proto) -> None:
     # the exporter records a stack trace per node: ~2 KB each, local paths included
     for node in proto.graph.node:
         del node.metadata_props[:]
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence exporter chatter (deprecations, dim renames, 'torchvision is not installed'): not problems."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: int = 18,
@@ -182,8 +195,7 @@ def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: in
 
     path, names = Path(path), input_names(model)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with onnx_view(model, signed_int8) as view, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter chatter (deprecations, dim renames), not problems
+    with onnx_view(model, signed_int8) as view, torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             _LogitsOnly(view, names), (), kwargs=_example_inputs(model, names, seq_len),
             input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True, verbose=False,
@@ -219,20 +231,21 @@ class OrtModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> SequenceClassifierOutput:
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        defaults = {"attention_mask": torch.ones_like(input_ids), "token_type_ids": torch.zeros_like(input_ids)}
         if token_type_ids is not None and "token_type_ids" not in self.names:
-            raise TypeError(f"{self.path.name} takes no token_type_ids (inputs: {self.names})")
-        feed = {n: np.ascontiguousarray((given[n] if given[n] is not None else defaults[n]).cpu().numpy(),
-                                        dtype=np.int64) for n in self.names}
+            raise TypeError(f"{self.path.name} takes no token_type_ids (its inputs: {', '.join(self.names)})")
+        values = {"input_ids": input_ids,
+                  "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
+                  "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids}
+        feed = {name: values[name].cpu().numpy().astype(np.int64, copy=False) for name in self.names}
         (logits,) = self.session.run([OUTPUT], feed)
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
 
 
 def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_channel: bool = True,
                      reduce_range: bool = False) -> Path:
-    """The ONNX Runtime baseline: quantize_dynamic on the fp32 export (int8 MatMul weights, per column,
-    and int8 Gather tables), written atomically."""
+    """The ONNX Runtime baseline: quantize_dynamic on the fp32 export (int8 MatMul weights, per column;
+    uint8 embedding tables; attention products quantized too), written atomically. `reduce_range`: 7-bit
+    weights, ORT's advice for AVX2 CPUs without VNNI, where its u8s8 kernel can saturate."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_path = Path(out_path)
