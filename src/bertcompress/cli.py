@@ -1,4 +1,4 @@
-"""Command line: `bertcompress run | compress | eval | bench | methods`."""
+"""Command line: `bertcompress run | compress | eval | bench | heads | methods`."""
 from __future__ import annotations
 
 import sys
@@ -165,6 +165,33 @@ def methods() -> None:
             annotation = getattr(info.annotation, "__name__", str(info.annotation)).replace("typing.", "")
             table.add_row(field_name, annotation, repr(default), info.description or "")
         Console().print(table)
+
+
+@app.command("heads")
+def heads_command(
+    model: str = ModelOpt,
+    task: str = TaskOpt,
+    train_file: Optional[Path] = TrainFileOpt,
+    eval_file: Optional[Path] = EvalFileOpt,
+    text_column: str = typer.Option("text"),
+    text_pair_column: Optional[str] = typer.Option(None),
+    label_column: str = typer.Option("label"),
+    out: Path = typer.Option(Path("runs/heads"), "--out", "-o", help="directory for the tables, summary and heatmaps"),
+    examples: int = typer.Option(256, help="analyse the first N examples of the split"),
+    split: str = typer.Option("validation", help="train, validation or test"),
+    keep_one: bool = typer.Option(True, help="also score each head kept alone in its layer (doubles the cost)"),
+    max_length: int = typer.Option(64),
+    seed: int = typer.Option(0, help="seed of the split"),
+) -> None:
+    """Attention-head analysis: Kovaleva patterns, Voita roles, Michel ablations and gradient importance."""
+    import bertcompress as bc
+    from bertcompress.analysis import write_head_analysis
+
+    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, None)
+    loaded = bc.load(model, num_labels=spec.num_labels)
+    path = write_head_analysis(loaded, spec, bc.load_tokenizer(model), out, examples=examples, split=split,
+                               max_length=max_length, keep_one=keep_one)
+    console.print(f"[green]wrote[/] {path / 'heads.md'}")
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
     "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
     "layerdrop": bc.LayerDrop(max_steps=3, keep=1),
+    "l0_heads": bc.L0HeadGates(target_heads=4, max_steps=3),
+    "fixed_attention": bc.FixedAttention(learnable_heads=1, max_steps=3),
     "layer_removal": bc.LayerRemoval(keep=1),
     "ffn_pruning": bc.FFNPruning(fraction=0.5, importance="magnitude", iterations=2),
     "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
