@@ -11,6 +11,7 @@ CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
     "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
     "layerdrop": bc.LayerDrop(max_steps=3, keep=1),
+    "magnitude_pruning": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", max_steps=3),
     "l0_heads": bc.L0HeadGates(target_heads=4, max_steps=3),
     "fixed_attention": bc.FixedAttention(learnable_heads=1, max_steps=3),
     "layer_removal": bc.LayerRemoval(keep=1),
