@@ -19,7 +19,7 @@ CONTRACT = {
     "naive_ptq": bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16, embeddings=True),
     "q8bert_qat": bc.Q8BertQAT(max_steps=3),
     "qbert_mixed_precision": bc.QBertMixedPrecision(group_size=16, batches=1, batch_size=8, iterations=3),
-    "quant_noise": bc.QuantNoise(scheme="ipq", max_steps=3, codebook_size=16, block_size=4, refresh_every=2),
+    "quant_noise": bc.QuantNoise(scheme="int4", max_steps=3, block_size=4),  # iPQ: test_quant_noise.py
 }
 
 
