@@ -19,6 +19,9 @@ ModelOpt = typer.Option("minilm", "--model", "-m", help="'minilm' (packaged), a 
 TaskOpt = typer.Option("rotten_tomatoes", "--task", "-t", help="built-in task: rotten_tomatoes or vitaminc")
 TrainFileOpt = typer.Option(None, "--train", help="your labelled data (.csv/.tsv/.jsonl); split 80/10/10 unless --eval")
 EvalFileOpt = typer.Option(None, "--eval", help="held-out data with the same columns (used for validation and test)")
+TextColumnOpt = typer.Option("text", help="column with the (first) text")
+PairColumnOpt = typer.Option(None, help="column with the second text of a pair")
+LabelColumnOpt = typer.Option("label", help="column with the label")
 
 
 def _task(task: str, train: Optional[Path], evaluation: Optional[Path], text_column: str,
@@ -47,9 +50,9 @@ def run(
     task: str = TaskOpt,
     train_file: Optional[Path] = TrainFileOpt,
     eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = typer.Option("text", help="column with the (first) text"),
-    text_pair_column: Optional[str] = typer.Option(None, help="column with the second text of a pair"),
-    label_column: str = typer.Option("label", help="column with the label"),
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = PairColumnOpt,
+    label_column: str = LabelColumnOpt,
     recipe: list[str] = typer.Option(["dynamic-int8", "dynamic-int8-linears"], "--recipe", "-r",
                                      help="built-in recipe name or YAML path; repeat for several variants"),
     output: Path = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory"),
@@ -106,9 +109,9 @@ def eval_command(
     task: str = TaskOpt,
     train_file: Optional[Path] = TrainFileOpt,
     eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = typer.Option("text"),
-    text_pair_column: Optional[str] = typer.Option(None),
-    label_column: str = typer.Option("label"),
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = PairColumnOpt,
+    label_column: str = LabelColumnOpt,
     split: str = typer.Option("test", help="train, validation or test"),
     seed: int = typer.Option(0, help="seed of the split"),
     max_eval: Optional[int] = typer.Option(None, help="use only the first N examples"),
@@ -173,9 +176,9 @@ def heads_command(
     task: str = TaskOpt,
     train_file: Optional[Path] = TrainFileOpt,
     eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = typer.Option("text"),
-    text_pair_column: Optional[str] = typer.Option(None),
-    label_column: str = typer.Option("label"),
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = PairColumnOpt,
+    label_column: str = LabelColumnOpt,
     out: Path = typer.Option(Path("runs/heads"), "--out", "-o", help="directory for the tables, summary and heatmaps"),
     examples: int = typer.Option(256, help="analyse the first N examples of the split"),
     split: str = typer.Option("validation", help="train, validation or test"),
