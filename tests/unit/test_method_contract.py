@@ -12,6 +12,8 @@ CONTRACT = {
     "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
     "layerdrop": bc.LayerDrop(max_steps=3, keep=1),
     "magnitude_pruning": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", max_steps=3),
+    "movement_pruning": bc.MovementPruning(sparsity=0.9, max_steps=4, prune_every=1),
+    "rpp": bc.ReweightedProximalPruning(sparsity=0.8, max_steps=3),
     "l0_heads": bc.L0HeadGates(target_heads=4, max_steps=3),
     "fixed_attention": bc.FixedAttention(learnable_heads=1, max_steps=3),
     "layer_removal": bc.LayerRemoval(keep=1),

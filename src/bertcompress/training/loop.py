@@ -57,7 +57,10 @@ class TrainConfig(BaseModel):
 
 
 class TrainingHook:
-    """What a method contributes to the loop. Override what you need."""
+    """What a method contributes to the loop. Override what you need. `learning_rate` is the rate of
+    the weights' optimizer step just taken, set by the loop before each `after_step` (proximal steps use it)."""
+
+    learning_rate: float = 0.0
 
     def extra_loss(self, model: nn.Module, batch: dict, outputs: Any) -> torch.Tensor | None:
         return None
@@ -153,12 +156,20 @@ def _load_checkpoint(directory: Path, model, optimizer, scheduler, hooks) -> int
     return int(state["step"])
 
 
+OWN_LEARNING_RATE = "bertcompress_learning_rate"  # attribute a method sets on parameters with their own rate
+
+
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay, no_decay, own = [], [], {}
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
+        if not parameter.requires_grad:
+            continue
+        if hasattr(parameter, OWN_LEARNING_RATE):  # e.g. movement scores: a much larger rate, no decay
+            own.setdefault(getattr(parameter, OWN_LEARNING_RATE), []).append(parameter)
+        else:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own.items()]
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
@@ -202,10 +213,12 @@ def train(
                 loss = loss + extra
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        step_rate = scheduler.get_last_lr()[0]  # the rate this optimizer step uses
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         for hook in hooks:
+            hook.learning_rate = step_rate
             hook.after_step(accelerator.unwrap_model(wrapped), step + 1, steps)
         window.append(loss.item())
         progress.update(1)

@@ -17,7 +17,7 @@ from bertcompress.core.errors import BertCompressError
 
 PATTERNS = ("unstructured", "n:m", "block")
 SCOPES = ("global", "layer")
-BLOCK_NORMS = ("l2", "l1")
+BLOCK_NORMS = ("l2", "l1", "sum")  # sum: signed scores that add up (movement)
 
 
 def check_sparsity(sparsity: float, field: str = "sparsity") -> None:
@@ -75,9 +75,11 @@ def magnitude_scores(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor
 
 
 def block_scores(scores: torch.Tensor, block_size: int, norm: str = "l2") -> torch.Tensor:
-    """One score per b×b tile: the tile's L2 or L1 norm, shape (rows/b, cols/b)."""
+    """One score per b×b tile: the tile's L2 norm, L1 norm or plain sum, shape (rows/b, cols/b)."""
     rows, cols = scores.shape
     tiles = scores.reshape(rows // block_size, block_size, cols // block_size, block_size)
+    if norm == "sum":
+        return tiles.sum(dim=(1, 3))
     return tiles.abs().sum(dim=(1, 3)) if norm == "l1" else tiles.pow(2).sum(dim=(1, 3)).sqrt()
 
 
