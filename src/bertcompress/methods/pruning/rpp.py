@@ -64,12 +64,18 @@ class ProximalL1(TrainingHook):
         self.penalties = state["penalties"]
 
 
+def proximal_training(model: nn.Module, linears: dict[str, nn.Module], config: ReweightedProximalPruning,
+                      ctx: Context, report: StepReport) -> float:
+    """Fine-tune with the proximal steps; returns the fraction of the linears' weights now exactly zero."""
+    train_pruned(model, config, ctx, report, (ProximalL1(list(linears), config),))
+    return sparsity_of({n: m.weight for n, m in linears.items()})
+
+
 @register(ReweightedProximalPruning)
 def apply_rpp(model: nn.Module, config: ReweightedProximalPruning, ctx: Context) -> StepReport:
     report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
     linears = prunable_linears(model, config)
-    train_pruned(model, config, ctx, report, (ProximalL1(list(linears), config),))
-    exact_zeros = sparsity_of({n: m.weight for n, m in linears.items()})
+    exact_zeros = proximal_training(model, linears, config, ctx, report)
     attach_masks(linears, compute_masks(magnitude_scores(linears), config.sparsity, config.rule(), config.scope))
     report.metrics["zeros_after_proximal_training"] = round(exact_zeros, 4)
     if config.recovery_epochs > 0:
