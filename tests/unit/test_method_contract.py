@@ -9,6 +9,7 @@ from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 # One entry per registered method: the config the contract runs. A new method must add itself here.
 CONTRACT = {
     "dynamic_int8": bc.DynamicInt8(),
+    "distillation": bc.Distillation(keep=1, max_steps=3, hidden_mse_weight=1, attention_mse_weight=1, pkd_weight=1),
     "head_pruning": bc.HeadPruning(fraction=0.5, recovery_epochs=0.2),
     "layerdrop": bc.LayerDrop(max_steps=3, keep=1),
     "magnitude_pruning": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", max_steps=3),

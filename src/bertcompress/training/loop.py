@@ -61,6 +61,11 @@ class TrainingHook:
     the weights' optimizer step just taken, set by the loop before each `after_step` (proximal steps use it)."""
 
     learning_rate: float = 0.0
+    teacher_outputs: Any = None  # the teacher's outputs on this batch (with forward_options), when it has one
+
+    def forward_options(self) -> dict:
+        """Extra forward arguments for student and teacher, e.g. output_hidden_states=True."""
+        return {}
 
     def extra_loss(self, model: nn.Module, batch: dict, outputs: Any) -> torch.Tensor | None:
         return None
@@ -120,14 +125,15 @@ def distillation_loss(student_logits, teacher_logits, temperature: float) -> tor
     return F.kl_div(log_student, teacher, reduction="none").sum(-1) * temperature**2
 
 
-def _example_losses(outputs, batch, teacher, config: TrainConfig) -> torch.Tensor:
+def _example_losses(outputs, batch, teacher, config: TrainConfig, options: dict) -> tuple[torch.Tensor, Any]:
+    """Per-example loss, and the teacher's outputs for hooks (None without a teacher)."""
     hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none")
     if teacher is None:
-        return hard
+        return hard, None
     with torch.no_grad():
-        teacher_logits = teacher(**model_inputs(batch)).logits
-    soft = distillation_loss(outputs.logits, teacher_logits, config.temperature)
-    return config.hard_weight * hard + config.distill_weight * soft
+        teacher_outputs = teacher(**model_inputs(batch), **options)
+    soft = distillation_loss(outputs.logits, teacher_outputs.logits, config.temperature)
+    return config.hard_weight * hard + config.distill_weight * soft, teacher_outputs
 
 
 def _save_checkpoint(directory: Path, model, optimizer, scheduler, hooks, step: int) -> None:
@@ -200,14 +206,17 @@ def train(
     progress = tqdm(total=steps, initial=start, desc=description, disable=not accelerator.is_main_process
                     or bool(os.environ.get("BERTCOMPRESS_QUIET")), dynamic_ncols=True)
     lengths = [len(ids) for ids in data.ids]
+    options = {key: value for hook in hooks for key, value in hook.forward_options().items()}
     for step in range(start, steps):
         indices = global_batch(lengths, step, config)
         local = indices[rank::world]
         batch = {k: v.to(accelerator.device) for k, v in data.batch(local).items()}
-        outputs = wrapped(**model_inputs(batch))
+        outputs = wrapped(**model_inputs(batch), **options)
+        example_losses, teacher_outputs = _example_losses(outputs, batch, teacher, config, options)
         # sum / global size: DDP's gradient mean over processes then equals the single-process mean
-        loss = _example_losses(outputs, batch, teacher, config).sum() * world / len(indices)
+        loss = example_losses.sum() * world / len(indices)
         for hook in hooks:
+            hook.teacher_outputs = teacher_outputs
             extra = hook.extra_loss(accelerator.unwrap_model(wrapped), batch, outputs)
             if extra is not None:
                 loss = loss + extra

@@ -1,0 +1,1 @@
+"""Knowledge distillation: losses, layer mappings, students built from the teacher."""
