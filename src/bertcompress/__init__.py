@@ -14,6 +14,7 @@ from bertcompress.methods.pruning.fixed_attention import FixedAttention
 from bertcompress.methods.pruning.l0_heads import L0HeadGates
 from bertcompress.methods.pruning.layers import LayerDrop, LayerRemoval
 from bertcompress.methods.distillation.method import Distillation
+from bertcompress.methods.pruning.flop import FLOP
 from bertcompress.methods.pruning.magnitude import MagnitudePruning
 from bertcompress.methods.pruning.movement import MovementPruning
 from bertcompress.methods.pruning.rpp import ReweightedProximalPruning
@@ -26,4 +27,4 @@ from bertcompress.methods.quantization.quant_noise import QuantNoise
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "LayerDrop", "LayerRemoval", "FixedAttention", "L0HeadGates", "Distillation", "MagnitudePruning", "MovementPruning", "ReweightedProximalPruning", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "evaluate", "benchmark"]
+           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "LayerDrop", "LayerRemoval", "FixedAttention", "L0HeadGates", "Distillation", "MagnitudePruning", "FLOP", "MovementPruning", "ReweightedProximalPruning", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "evaluate", "benchmark"]

@@ -16,6 +16,7 @@ CONTRACT = {
     "movement_pruning": bc.MovementPruning(sparsity=0.9, max_steps=4, prune_every=1),
     "rpp": bc.ReweightedProximalPruning(sparsity=0.8, max_steps=3),
     "l0_heads": bc.L0HeadGates(target_heads=4, max_steps=3),
+    "flop": bc.FLOP(target_density=0.4, max_steps=3),
     "fixed_attention": bc.FixedAttention(learnable_heads=1, max_steps=3),
     "layer_removal": bc.LayerRemoval(keep=1),
     "ffn_pruning": bc.FFNPruning(fraction=0.5, importance="magnitude", iterations=2),
