@@ -31,7 +31,9 @@ WORK = ROOT / "bench" / "work" / "structured"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recovery-epochs", type=float, default=1.0)
+    parser.add_argument("--flop-epochs", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-latency", action="store_true", help="accuracy and size only (busy machine)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     state_path = WORK / "results.json"
@@ -73,21 +75,32 @@ def main() -> None:
         sweep[percent] = results[key]["accuracy"]
 
     recovery = dict(recovery_epochs=args.recovery_epochs, distill=True)
-    models = {
-        "teacher": teacher,
-        "heads -40% + recovery": variant("heads-40-recovery", [bc.HeadPruning(fraction=0.4, **recovery)]),
-        "heads -50% + FFN -50% + recovery": variant("heads50-ffn50-recovery", [
-            bc.HeadPruning(fraction=0.5), bc.FFNPruning(fraction=0.5, **recovery)]),
-        "teacher cut to 3 layers": variant("cut3", [bc.LayerRemoval(keep=3)]),
-        "LayerDrop p=0.2, cut to 3 layers": variant("layerdrop-cut3", [
-            bc.LayerDrop(p=0.2, epochs=args.recovery_epochs, distill=True, keep=3)]),
-    }
-    latency = benchmark_many(models, (1, 32), 64, args.repeats)
+    for percent in (20, 40, 60, 80):
+        variant(f"heads-{percent}-recovery", [bc.HeadPruning(fraction=percent / 100, **recovery)])
+    models = {"teacher": teacher}
+    for label, (name, steps) in LABELS.items():
+        if name.startswith("flop"):
+            steps = [bc.FLOP(target_density=0.5, epochs=args.flop_epochs)]
+        models[label] = variant(name, steps(recovery) if callable(steps) else steps)
+    latency = {} if args.skip_latency else benchmark_many(models, (1, 32), 64, args.repeats)
     write_report(results, sweep, latency, args)
+
+
+# table label -> (saved variant name, steps given the recovery settings)
+LABELS = {
+    "heads -40% + recovery": ("heads-40-recovery", lambda r: [bc.HeadPruning(fraction=0.4, **r)]),
+    "heads -50% + FFN -50% + recovery": ("heads50-ffn50-recovery", lambda r: [
+        bc.HeadPruning(fraction=0.5), bc.FFNPruning(fraction=0.5, **r)]),
+    "teacher cut to 3 layers": ("cut3", [bc.LayerRemoval(keep=3)]),
+    "LayerDrop p=0.2, cut to 3 layers": ("layerdrop-cut3", lambda r: [
+        bc.LayerDrop(p=0.2, epochs=r["recovery_epochs"], distill=True, keep=3)]),
+    "FLOP, 50% of encoder Linear weights": ("flop-50", None),
+}
 
 
 def write_report(results: dict, sweep: dict, latency: dict, args) -> None:
     base = results["teacher"]["accuracy"]
+    recovered = {p: results[f"heads-{p}-recovery"]["accuracy"] for p in sweep if f"heads-{p}-recovery" in results}
     lines = [
         "## Structured pruning (`bench/structured.py`)",
         "",
@@ -95,11 +108,12 @@ def write_report(results: dict, sweep: dict, latency: dict, args) -> None:
         f"training examples, global ranking, at least one head per layer. Recovery: {args.recovery_epochs:g} epoch "
         "distilled from the unpruned teacher. Every variant is physically smaller (surgery) and reloads from disk.",
         "",
-        "Accuracy vs heads removed, one-shot, no recovery:",
+        "Accuracy vs heads removed, one-shot, and with recovery:",
         "",
         "| heads removed | " + " | ".join(f"{p}%" for p in sweep) + " |",
         "|---|" + "---|" * len(sweep),
-        "| test accuracy | " + " | ".join(f"{100 * a:.2f}" for a in sweep.values()) + " |",
+        "| one-shot, no recovery | " + " | ".join(f"{100 * a:.2f}" for a in sweep.values()) + " |",
+        "| + recovery | " + " | ".join(f"{100 * recovered[p]:.2f}" if p in recovered else "–" for p in sweep) + " |",
         "",
         f"Measured in one run ({platform.machine()}, {torch.get_num_threads()} threads, seq 64, median of "
         f"{args.repeats} interleaved repeats):",
@@ -107,13 +121,16 @@ def write_report(results: dict, sweep: dict, latency: dict, args) -> None:
         "| variant | test accuracy | Δ (points) | size on disk MB | speedup b1 | speedup b32 |",
         "|---|---|---|---|---|---|",
     ]
-    for name, timing in latency.items():
-        entry = results["teacher" if name == "teacher" else {
-            "heads -40% + recovery": "heads-40-recovery", "heads -50% + FFN -50% + recovery": "heads50-ffn50-recovery",
-            "teacher cut to 3 layers": "cut3", "LayerDrop p=0.2, cut to 3 layers": "layerdrop-cut3"}[name]]
-        ratio = [latency["teacher"][f"batch_{b}"]["median_ms"] / timing[f"batch_{b}"]["median_ms"] for b in (1, 32)]
-        lines.append(f"| {name} | {100 * entry['accuracy']:.2f} | {100 * (entry['accuracy'] - base):+.2f} | "
-                     f"{entry['size'] / 1e6:.1f} | {ratio[0]:.2f}x | {ratio[1]:.2f}x |")
+    for label, (name, _) in {"teacher": ("teacher", None), **LABELS}.items():
+        if name not in results:
+            continue
+        entry, timing = results[name], latency.get(label)
+        ratio = ["–", "–"]
+        if timing:
+            ratio = [f"{latency['teacher'][f'batch_{b}']['median_ms'] / timing[f'batch_{b}']['median_ms']:.2f}x"
+                     for b in (1, 32)]
+        lines.append(f"| {label} | {100 * entry['accuracy']:.2f} | {100 * (entry['accuracy'] - base):+.2f} | "
+                     f"{entry['size'] / 1e6:.1f} | {ratio[0]} | {ratio[1]} |")
     write_section("structured", "\n".join(lines), {"results": results, "sweep": sweep, "latency": latency})
 
 
