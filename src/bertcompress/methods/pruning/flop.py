@@ -114,7 +114,7 @@ class AugmentedLagrangian(TrainingHook):
 
     def extra_loss(self, model, batch, outputs) -> torch.Tensor:
         expected = sum(model.get_submodule(name).expected_size() for name in self.names) / self.dense
-        self.density = float(expected)
+        self.density = float(expected.detach())
         gap = expected - self.target
         lambda1, lambda2 = _ReverseGradient.apply(self.multipliers.values)
         return lambda1 * gap + lambda2 * gap * gap
