@@ -182,3 +182,15 @@ def test_rpp_reaches_the_target_sparsity_and_reloads(tokenizer, tmp_path):
 def test_rpp_bad_input_names_the_field(bad, field):
     with pytest.raises(BertCompressError, match=f"ReweightedProximalPruning.{field}"):
         ReweightedProximalPruning(**bad)
+
+
+def test_magnitude_score_init_starts_from_the_magnitude_ranking():
+    torch.manual_seed(0)
+    linears = {"a": nn.Linear(8, 8), "b": nn.Linear(8, 16)}
+    expected = compute_masks({n: m.weight.detach().abs() for n, m in linears.items()}, 0.5, MaskRule(), "layer")
+    masks = attach_movement_masks(linears, 1e-2, score_init="magnitude")
+    config = MovementPruning(sparsity=0.5, scope="layer")
+    MovementMasking(masks, config, CubicSchedule(0.5, 0, 1)).after_step(nn.Module(), 1, 1)
+    for name, mask in masks.items():
+        assert torch.equal(mask.mask, expected[name])
+        assert mask.scores.mean().item() == pytest.approx(1.0)

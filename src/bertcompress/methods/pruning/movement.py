@@ -35,6 +35,9 @@ class MovementPruning(SparsityConfig):
     variant: Literal["hard", "soft"] = Field("hard", description="hard: top-k of scores to `sparsity`; "
                                              "soft: threshold on σ(scores) with an L1 penalty")
     score_learning_rate: float = Field(1e-2, gt=0, lt=1, description="of the scores (Sanh et al. use 1e-2)")
+    score_init: Literal["zeros", "magnitude"] = Field(
+        "zeros", description="zeros (Sanh et al.) or |W| / mean |W| per Linear: a magnitude prior that movement "
+        "then revises, for budgets too short to learn scores from nothing")
     final_threshold: float = Field(0.1, gt=0, lt=1, description="soft: τ reached at the end of the ramp")
     l1_weight: float = Field(1.0, ge=0, description="soft: λ of the penalty mean σ(scores), ramped with τ")
 
@@ -61,10 +64,15 @@ class MovementMask(FixedMask):
         return weight * (self.mask + (self.scores - self.scores.detach()))
 
 
-def attach_movement_masks(modules: dict[str, nn.Module], learning_rate: float) -> dict[str, MovementMask]:
+def attach_movement_masks(modules: dict[str, nn.Module], learning_rate: float,
+                          score_init: str = "zeros") -> dict[str, MovementMask]:
     attached = {}
     for name, module in modules.items():
         mask = MovementMask(module.weight.shape, learning_rate).to(module.weight.device)
+        if score_init == "magnitude":
+            with torch.no_grad():
+                magnitude = module.weight.detach().abs()
+                mask.scores.copy_(magnitude / magnitude.mean().clamp_min(1e-12))
         parametrize.register_parametrization(module, "weight", mask)
         attached[name] = mask
     return attached
@@ -117,7 +125,7 @@ def apply_movement_pruning(model: nn.Module, config: MovementPruning, ctx: Conte
     # soft: τ ramps from 0 to final_threshold along the same cubic curve (its sparsity only sets the shape)
     schedule, _ = planned_schedule(config.model_copy(update={"sparsity": config.sparsity or 0.5})
                                    if config.variant == "soft" else config, ctx)
-    masks = attach_movement_masks(linears, config.score_learning_rate)
+    masks = attach_movement_masks(linears, config.score_learning_rate, config.score_init)
     hook = MovementMasking(masks, config, schedule)
     train_pruned(model, config, ctx, report, (hook,))
     report.metrics.update({"ramp_steps": [schedule.begin_step, schedule.end_step],
