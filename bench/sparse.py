@@ -77,6 +77,8 @@ def main() -> None:
     trained = {
         "movement (hard) 10% left": bc.MovementPruning(sparsity=0.9, **common),
         "magnitude gradual 10% left": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **common),
+        "movement (hard, magnitude-initialised scores) 10% left": bc.MovementPruning(
+            sparsity=0.9, score_init="magnitude", **common),
         "movement (hard) 3% left": bc.MovementPruning(sparsity=0.97, **common),
         "magnitude gradual 3% left": bc.MagnitudePruning(sparsity=0.97, schedule="gradual", **common),
     }
