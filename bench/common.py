@@ -29,3 +29,25 @@ def write_section(name: str, markdown: str, data: dict) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def resumable_results(work: Path) -> tuple[dict, Path]:
+    """Results of the variants already finished (so an interrupted run resumes) and their file."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "results.json"
+    return (json.loads(path.read_text()) if path.exists() else {}), path
+
+
+def rotten_tomatoes():
+    """(task, tokenizer, encoded test split) shared by the benchmarks: seed-0 split, 64 tokens."""
+    import bertcompress as bc
+    from bertcompress.data.batching import encode
+
+    task = bc.tasks.get("rotten_tomatoes", seed=0)
+    tokenizer = bc.load_tokenizer("minilm")
+    return task, tokenizer, encode(task.split("test"), tokenizer, 64)
+
+
+def slug(name: str) -> str:
+    """A variant's name as a folder name."""
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()

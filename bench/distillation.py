@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, mean_std, write_section  # noqa: E402
+from common import ROOT, mean_std, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
-from bertcompress.data.batching import encode  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import score  # noqa: E402
 from bertcompress.io import directory_bytes_of  # noqa: E402
@@ -49,13 +48,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    state_path = WORK / "results.json"
-    results = json.loads(state_path.read_text()) if state_path.exists() else {}
-
-    task = bc.tasks.get("rotten_tomatoes", seed=0)
-    tokenizer = bc.load_tokenizer("minilm")
-    test = encode(task.split("test"), tokenizer, 64)
+    results, state_path = resumable_results(WORK)
+    task, tokenizer, test = rotten_tomatoes()
 
     def record(name: str, seed: int, model, size: int, seconds: float | None = None) -> None:
         entry = results.setdefault(name, {"accuracy": {}, "size": size, "train_seconds": {}})
@@ -89,10 +83,6 @@ def main() -> None:
         latency = benchmark_many({"teacher (6 layers)": teachers[seed], "3-layer student": bc.load(student_path)},
                                  (1, 32), 64, args.repeats)
     write_report(results, latency, args)
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
 
 
 def write_report(results: dict, latency: dict, args) -> None:

@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, mean_std, write_section  # noqa: E402
+from common import ROOT, mean_std, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
-from bertcompress.data.batching import encode  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import score  # noqa: E402
 from bertcompress.io import directory_bytes_of  # noqa: E402
@@ -78,13 +77,8 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true", help="accuracy and size only (busy machine)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    partial_path = WORK / "results.json"
-    results = json.loads(partial_path.read_text()) if partial_path.exists() else {}
-
-    task = bc.tasks.get("rotten_tomatoes", seed=0)
-    tokenizer = bc.load_tokenizer("minilm")
-    test = encode(task.split("test"), tokenizer, 64)
+    results, partial_path = resumable_results(WORK)
+    task, tokenizer, test = rotten_tomatoes()
     teachers = {seed: get_teacher("minilm", task, tokenizer, TrainConfig(seed=seed)) for seed in args.seeds}
     first = teachers[args.seeds[0]]
 
@@ -116,7 +110,7 @@ def main() -> None:
             ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher.model, train=TrainConfig(seed=seed),
                              seed=seed)
             reports = [bc.compress(model, step, ctx) for step in steps]
-            saved = bc.save(model, WORK / "models" / f"{_slug(name)}-seed{seed}")
+            saved = bc.save(model, WORK / "models" / f"{slug(name)}-seed{seed}")
             record(name, seed, model, bits, directory_bytes_of(saved, True),
                    " ".join(n for r in reports for n in r.notes))
             if "sensitivity" in reports[-1].metrics:
@@ -126,7 +120,7 @@ def main() -> None:
     latency_models = {"FP32 teacher": first.model, "PyTorch dynamic int8 (baseline)": pytorch_dynamic(first.model)}
     seed0 = args.seeds[0]
     for name in table:
-        path = WORK / "models" / f"{_slug(name)}-seed{seed0}"
+        path = WORK / "models" / f"{slug(name)}-seed{seed0}"
         if path.exists():
             latency_models[name] = bc.load(path)
     latency_models.update(onnx_variants(first, latency_models.get("dynamic int8 (ours, PTQ)"), results, test, task))
@@ -156,10 +150,6 @@ def onnx_variants(teacher, ours, results: dict, test, task) -> dict:
                          "accuracy": {"0": accuracy["accuracy"]}, "size": path.stat().st_size}
         models[name] = model
     return models
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
 
 
 def write_report(results: dict, latency: dict, args) -> None:

@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_section  # noqa: E402
+from common import ROOT, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
 from bertcompress.core.report import StepReport  # noqa: E402
-from bertcompress.data.batching import encode  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import score  # noqa: E402
 from bertcompress.io import directory_bytes_of  # noqa: E402
@@ -43,15 +42,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    state_path = WORK / "results.json"
-    results = json.loads(state_path.read_text()) if state_path.exists() else {}
-
-    task = bc.tasks.get("rotten_tomatoes", seed=0)
-    tokenizer = bc.load_tokenizer("minilm")
+    results, state_path = resumable_results(WORK)
+    task, tokenizer, test = rotten_tomatoes()
     cached = get_teacher("minilm", task, tokenizer, TrainConfig(seed=0))
     teacher = cached.model
-    test = encode(task.split("test"), tokenizer, 64)
     ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=TrainConfig(seed=0))
 
     def record(name: str, model, sparsity: float, notes: list[str], save: bool = True) -> None:
@@ -117,10 +111,6 @@ def run_rpp(teacher, ctx, args, record) -> None:
         record(f"RPP {int(100 * sparsity)}%", pruned, step.metrics["sparsity"],
                [f"proximal training ({args.epochs:g} epochs, λ={config.penalty}) left {zeros:.1%} exact zeros; "
                 "then thresholded by magnitude"], save=sparsity in (0.7, 0.9))
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
 
 
 def write_report(results: dict, latency: dict, args) -> None:

@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_section  # noqa: E402
+from common import ROOT, resumable_results, rotten_tomatoes, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
-from bertcompress.data.batching import encode  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import score  # noqa: E402
 from bertcompress.evaluation.size import size_on_disk  # noqa: E402
@@ -35,14 +34,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true", help="accuracy and size only (busy machine)")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    state_path = WORK / "results.json"
-    results = json.loads(state_path.read_text()) if state_path.exists() else {}
-
-    task = bc.tasks.get("rotten_tomatoes", seed=0)
-    tokenizer = bc.load_tokenizer("minilm")
+    results, state_path = resumable_results(WORK)
+    task, tokenizer, test = rotten_tomatoes()
     teacher = get_teacher("minilm", task, tokenizer, TrainConfig(seed=0)).model
-    test = encode(task.split("test"), tokenizer, 64)
     ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=TrainConfig(seed=0))
 
     def accuracy(model) -> float:
