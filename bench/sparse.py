@@ -26,6 +26,7 @@ from bertcompress.core.report import StepReport  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import score  # noqa: E402
 from bertcompress.io import directory_bytes_of  # noqa: E402
+from bertcompress.methods.pruning.masks import sparsity_of  # noqa: E402
 from bertcompress.methods.pruning.rpp import proximal_training  # noqa: E402
 from bertcompress.methods.pruning.sparsity import prunable_linears  # noqa: E402
 from bertcompress.reports.plots import curves  # noqa: E402
@@ -34,11 +35,17 @@ from bertcompress.training.teacher import get_teacher  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "sparse"
 RPP_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9)
+RPP_RECOVERED = (0.6, 0.7)
+RECOVERED_SPARSITIES = (40, 50)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=float, default=2.0, help="training budget of movement/magnitude/RPP")
+    parser.add_argument("--recovery-epochs", type=float, default=1.0,
+                        help="fine-tuning with fixed masks after one-shot / RPP thresholding, for the rows that use it")
+    parser.add_argument("--long-epochs", type=float, default=4.0, help="budget of the long movement-vs-magnitude pair")
+    parser.add_argument("--long-learning-rate", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -66,6 +73,13 @@ def main() -> None:
             model = copy.deepcopy(teacher)
             report = bc.compress(model, bc.MagnitudePruning(sparsity=percent / 100), ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=percent in (40, 90))
+    for percent in RECOVERED_SPARSITIES:
+        name = f"magnitude one-shot {percent}% + {args.recovery_epochs:g} epoch recovery"
+        if name not in results:
+            model = copy.deepcopy(teacher)
+            config = bc.MagnitudePruning(sparsity=percent / 100, recovery_epochs=args.recovery_epochs, distill=True)
+            report = bc.compress(model, config, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
+            record(name, model, report.metrics["sparsity"], report.notes)
 
     common = dict(epochs=args.epochs, warmup=0.1, cooldown=0.25, distill=True)
     trained = {
@@ -75,10 +89,20 @@ def main() -> None:
             sparsity=0.9, score_init="magnitude", **common),
         "movement (hard) 3% left": bc.MovementPruning(sparsity=0.97, **common),
         "magnitude gradual 3% left": bc.MagnitudePruning(sparsity=0.97, schedule="gradual", **common),
+        "movement (hard, magnitude-initialised scores) 3% left": bc.MovementPruning(
+            sparsity=0.97, score_init="magnitude", **common),
     }
-    rpp_trained = all(f"RPP {int(100 * s)}%" in results for s in RPP_SPARSITIES)
-    if not rpp_trained:
-        run_rpp(teacher, ctx, args, record)
+    long = dict(common, epochs=args.long_epochs, learning_rate=args.long_learning_rate)
+    budget = f"{args.long_epochs:g} epochs at lr {args.long_learning_rate:g}"
+    trained.update({
+        f"movement (hard, magnitude-initialised scores) 10% left, {budget}": bc.MovementPruning(
+            sparsity=0.9, score_init="magnitude", **long),
+        f"magnitude gradual 10% left, {budget}": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **long),
+    })
+    rpp_names = [f"RPP {int(100 * s)}%" for s in RPP_SPARSITIES]
+    rpp_names += [f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery" for s in RPP_RECOVERED]
+    if not all(name in results for name in rpp_names):
+        run_rpp(teacher, ctx, args, record, results)
     for name, config in trained.items():
         if name not in results:
             model = copy.deepcopy(teacher)
@@ -96,31 +120,50 @@ def main() -> None:
     write_report(results, latency, args)
 
 
-def run_rpp(teacher, ctx, args, record) -> None:
-    """One proximal training run, then thresholded at each sparsity (RPP's last step) without retraining."""
-    model = copy.deepcopy(teacher)
+def run_rpp(teacher, ctx, args, record, results: dict) -> None:
+    """One proximal training run (saved, so later rows reuse it), then thresholded at each sparsity (RPP's
+    last step), without retraining and, for some sparsities, with recovery fine-tuning on fixed masks."""
     config = bc.ReweightedProximalPruning(epochs=args.epochs, distill=True)
-    linears = prunable_linears(model, config)
-    trained_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / "rpp")
-    report = StepReport(method="rpp", config=config.to_dict())
-    zeros = proximal_training(model, linears, config, trained_ctx, report)
+    proximal_path = WORK / "models" / "rpp-proximal"
+    if proximal_path.exists():
+        model = bc.load(proximal_path)
+    else:
+        model = copy.deepcopy(teacher)
+        trained_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / "rpp")
+        proximal_training(model, prunable_linears(model, config), config, trained_ctx,
+                          StepReport(method="rpp", config=config.to_dict()))
+        bc.save(model, proximal_path)
+    zeros = sparsity_of({n: m.weight for n, m in prunable_linears(model, config).items()})
     print(f"RPP proximal training left {zeros:.1%} exact zeros", flush=True)
+    note = (f"proximal training ({args.epochs:g} epochs, λ={config.penalty}) left {zeros:.1%} exact zeros; "
+            "then thresholded by magnitude")
     for sparsity in RPP_SPARSITIES:
-        pruned = copy.deepcopy(model)
-        step = bc.compress(pruned, bc.MagnitudePruning(sparsity=sparsity), ctx)
-        record(f"RPP {int(100 * sparsity)}%", pruned, step.metrics["sparsity"],
-               [f"proximal training ({args.epochs:g} epochs, λ={config.penalty}) left {zeros:.1%} exact zeros; "
-                "then thresholded by magnitude"], save=sparsity in (0.7, 0.9))
+        name = f"RPP {int(100 * sparsity)}%"
+        if name not in results:
+            pruned = copy.deepcopy(model)
+            step = bc.compress(pruned, bc.MagnitudePruning(sparsity=sparsity), ctx)
+            record(name, pruned, step.metrics["sparsity"], [note], save=sparsity in (0.7, 0.9))
+    for sparsity in RPP_RECOVERED:
+        name = f"RPP {int(100 * sparsity)}% + {args.recovery_epochs:g} epoch recovery"
+        if name not in results:
+            pruned = copy.deepcopy(model)
+            recovery = bc.MagnitudePruning(sparsity=sparsity, recovery_epochs=args.recovery_epochs, distill=True)
+            step = bc.compress(pruned, recovery, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
+            record(name, pruned, step.metrics["sparsity"], [note, "then fine-tuned with the masks fixed"])
 
 
 def write_report(results: dict, latency: dict, args) -> None:
     base = results["teacher"]["accuracy"]
-    sweep = {name: entry for name, entry in results.items() if name.startswith("magnitude one-shot")}
-    rpp = {name: entry for name, entry in results.items() if name.startswith("RPP")}
+    def series(prefix: str, recovered: bool) -> list[tuple[float, float]]:
+        return [(e["sparsity"], e["accuracy"]) for n, e in results.items()
+                if n.startswith(prefix) and ("recovery" in n) == recovered]
+
     figure = ROOT / "bench" / "results" / "sparse_curves.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
-    curves({"magnitude one-shot (Gordon)": [(e["sparsity"], e["accuracy"]) for e in sweep.values()],
-            "RPP, thresholded": [(e["sparsity"], e["accuracy"]) for e in rpp.values()],
+    curves({"magnitude one-shot (Gordon)": series("magnitude one-shot", False),
+            "magnitude one-shot + recovery": series("magnitude one-shot", True),
+            "RPP, thresholded": series("RPP", False),
+            "RPP + recovery": series("RPP", True),
             "movement (hard)": [(e["sparsity"], e["accuracy"]) for n, e in results.items() if n.startswith("movement")],
             "magnitude gradual": [(e["sparsity"], e["accuracy"]) for n, e in results.items()
                                   if n.startswith("magnitude gradual")]},
@@ -132,6 +175,8 @@ def write_report(results: dict, latency: dict, args) -> None:
         f"and classifier kept), global ranking. Trained variants: {args.epochs:g} epochs, warm-up 10%, cubic ramp, "
         "cool-down 25%, distilled from the teacher (KL T=2 + CE). RPP: one proximal training run "
         "(λ=0.05, ε=1e-3, reweighting every 50 steps), then thresholded at each sparsity without retraining. "
+        f"Rows marked recovery fine-tune {args.recovery_epochs:g} epoch (lr 3e-5, distilled) with the masks fixed. "
+        f"The long pair trains {args.long_epochs:g} epochs at lr {args.long_learning_rate:g} (scores at 1e-2). "
         "Size on disk: weights + config + manifest of the saved model (stored sparse where that is smaller).",
         "",
         "![accuracy vs sparsity](bench/results/sparse_curves.png)",

@@ -4,9 +4,9 @@ import torch.nn as nn
 
 import bertcompress as bc
 from bertcompress.evaluation.size import stored_bytes
-from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
-from bertcompress.methods.quantization.packed import PackedLinear
-from bertcompress.methods.quantization.pq import PQLinear, kmeans, reconstruct, subvectors
+from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
+from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
+from bertcompress.methods.quantization.pq import PQEmbedding, PQLinear, kmeans, reconstruct, subvectors
 from bertcompress.methods.quantization.quant_noise import BlockNoise
 from tests.conftest import random_batch, tiny_model, toy_task
 
@@ -50,16 +50,41 @@ def test_kmeans_beats_its_own_initialisation_and_stores_small():
     assert torch.allclose(pq(x), nn.functional.linear(x, reconstruct(pq.codebook, pq.codes, (48, 64)), linear.bias))
 
 
-@pytest.mark.parametrize("scheme, kind", [("int8", DynamicInt8Linear), ("int4", PackedLinear), ("ipq", PQLinear)])
-def test_training_ends_fully_quantized(scheme, kind, tokenizer, tmp_path):
+def test_codebook_gradient_sums_the_gradients_of_its_subvectors():
+    linear = nn.Linear(16, 12)
+    pq = PQLinear.from_linear(linear, block_size=4, codebook_size=8)
+    pq.codebook.requires_grad_(True)
+    x = torch.randn(5, 16)
+    pq(x).pow(2).sum().backward()
+    weight = reconstruct(pq.codebook.detach(), pq.codes, (12, 16)).requires_grad_(True)
+    nn.functional.linear(x, weight, pq.bias).pow(2).sum().backward()
+    expected = torch.zeros(8, 4).index_add_(0, pq.codes.long(), weight.grad.reshape(-1, 4))
+    assert torch.allclose(pq.codebook.grad, expected, atol=1e-5)
+
+
+def test_pq_embedding_rows_and_small_tables():
+    table = nn.Embedding(3, 8)
+    pq = PQEmbedding.from_embedding(table, block_size=4, codebook_size=256)
+    assert pq.codebook_size == 6  # 3 rows x 2 sub-vectors: every sub-vector its own centroid
+    ids = torch.tensor([[2, 0, 1]])
+    assert torch.allclose(pq(ids), table(ids))
+
+
+@pytest.mark.parametrize("scheme, kind, table_kind", [("int8", DynamicInt8Linear, Int8Embedding),
+                                                      ("int4", PackedLinear, PackedEmbedding),
+                                                      ("ipq", PQLinear, PQEmbedding)])
+def test_training_ends_fully_quantized(scheme, kind, table_kind, tokenizer, tmp_path):
     teacher = tiny_model()
     student = tiny_model()
     ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=teacher,
                      train=bc.TrainConfig(batch_size=8, max_length=16))
     report = bc.compress(student, bc.QuantNoise(scheme=scheme, max_steps=3, block_size=4, codebook_size=16,
-                                                refresh_every=1), ctx)
+                                                refresh_every=1, centroid_epochs=0.2), ctx)
     assert isinstance(student.bert.encoder.layer[0].intermediate.dense, kind)
+    assert isinstance(student.bert.embeddings.word_embeddings, table_kind)
+    assert isinstance(student.bert.embeddings.position_embeddings, table_kind)
     assert report.metrics["train_steps"] == 3 and report.bytes_after < report.bytes_before / 3
+    assert ("centroid_steps" in report.metrics) == (scheme == "ipq")
     bc.save(student, tmp_path / "m")
     batch = random_batch()
     with torch.no_grad():
@@ -75,3 +100,17 @@ def test_block_size_must_divide():
 def test_bad_rate_names_the_field():
     with pytest.raises(bc.BertCompressError, match="QuantNoise.p"):
         bc.QuantNoise(p=0)
+
+
+def test_centroid_finetuning_moves_codebooks_not_indices(tokenizer):
+    teacher = tiny_model()
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=teacher,
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
+    untuned, tuned = tiny_model(), tiny_model()
+    config = dict(scheme="ipq", max_steps=2, block_size=4, codebook_size=16, embeddings=False)
+    bc.compress(untuned, bc.QuantNoise(centroid_epochs=0, **config), ctx)
+    bc.compress(tuned, bc.QuantNoise(centroid_epochs=0.5, centroid_learning_rate=1e-2, **config), ctx)
+    before, after = (m.bert.encoder.layer[0].output.dense for m in (untuned, tuned))
+    assert torch.equal(before.codes, after.codes)
+    assert not torch.allclose(before.codebook, after.codebook)
+    assert not after.codebook.requires_grad

@@ -27,3 +27,11 @@ def word_embeddings(model: nn.Module) -> dict[str, nn.Module]:
     name = f"{spec.prefix(model)}{spec.embeddings}.word_embeddings"
     module = model.get_submodule(name)
     return {name: module} if isinstance(module, nn.Embedding) else {}
+
+
+def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
+    """The embedding block's tables (word, position, token type), by full module name."""
+    spec = get_spec(model)
+    root = spec.embeddings_module(model)
+    prefix = f"{spec.prefix(model)}{spec.embeddings}."
+    return {prefix + name: m for name, m in root.named_children() if isinstance(m, nn.Embedding)}

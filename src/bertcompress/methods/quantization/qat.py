@@ -15,7 +15,7 @@ from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import select_modules
-from bertcompress.methods.common import replace_each
+from bertcompress.methods.common import embedding_tables, replace_each
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams, qparams_from_range
@@ -72,13 +72,6 @@ def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
     return (module.input_quantizer(inputs[0]), *inputs[1:])
 
 
-def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
-    spec = get_spec(model)
-    root = spec.embeddings_module(model)
-    prefix = f"{spec.prefix(model)}{spec.embeddings}."
-    return {prefix + name: m for name, m in root.named_children() if isinstance(m, nn.Embedding)}
-
-
 def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
     linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
                              kinds=(nn.Linear,))
@@ -89,7 +82,7 @@ def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
         if config.activations:
             linear.input_quantizer = EmaInputQuantizer(QuantSpec(config.bits, True, "tensor"), config.ema_decay)
             handles.append(linear.register_forward_pre_hook(_quantize_input))
-    tables = _embedding_tables(model) if config.embeddings else {}
+    tables = embedding_tables(model) if config.embeddings else {}
     for table in tables.values():
         parametrize.register_parametrization(table, "weight", WeightFakeQuant(QuantSpec(config.bits, True, "tensor")))
     return linears, tables, handles

@@ -1,6 +1,7 @@
 """Quant-Noise (Fan et al. 2020): during fine-tuning, quantize a random subset of weight blocks each step
 (rate p) with straight-through gradients, so the model learns to tolerate quantizing everything at the end.
-Scalar int8 / int4 noise or iPQ (product quantization)."""
+Scalar int8 / int4 noise or iPQ (product quantization), on the encoder Linears and the embedding tables;
+iPQ ends with centroid fine-tuning (Stock et al.): the codebooks train, the indices stay fixed."""
 from __future__ import annotations
 
 from typing import Literal
@@ -16,10 +17,11 @@ from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import select_modules
-from bertcompress.methods.common import replace_each
-from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
-from bertcompress.methods.quantization.packed import PackedLinear
-from bertcompress.methods.quantization.pq import PQLinear, kmeans, reconstruct, subvectors
+from bertcompress.methods.common import embedding_tables, replace_each
+from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
+from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
+from bertcompress.methods.quantization.pq import (PQEmbedding, PQLinear, ProductQuantized, kmeans, reconstruct,
+                                                  subvectors)
 from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize
 from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import TrainingHook
@@ -38,6 +40,9 @@ class QuantNoise(MethodConfig):
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0, lt=1)
+    embeddings: bool = Field(True, description="noise on and quantize the embedding tables too")
+    centroid_epochs: float = Field(0.25, ge=0, description="ipq: fine-tune the codebooks after quantizing (0 = none)")
+    centroid_learning_rate: float = Field(1e-4, gt=0, lt=1, description="ipq: rate of centroid fine-tuning")
     distill: bool = Field(True, description="distil from the context's fp32 teacher")
     seed: int = 0
     targets: list[str] | None = Field(None, description="default: every encoder Linear")
@@ -76,42 +81,68 @@ class BlockNoise(nn.Module):
 
 
 class CodebookRefresh(TrainingHook):
-    def __init__(self, linears: dict[str, nn.Linear], every: int):
-        self.linears, self.every = linears, every
+    def __init__(self, modules: dict[str, nn.Module], every: int):
+        self.modules, self.every = modules, every
 
     def after_step(self, model, step, total_steps):
         if step % self.every == 0:
-            for linear in self.linears.values():
+            for module in self.modules.values():
                 with torch.no_grad():
-                    linear.parametrizations.weight[0].refresh(linear.parametrizations.weight.original)
+                    module.parametrizations.weight[0].refresh(module.parametrizations.weight.original)
 
 
 def _final(config: QuantNoise):
-    if config.scheme == "int8":
-        return lambda _, linear: DynamicInt8Linear.from_linear(linear)
-    if config.scheme == "int4":
-        return lambda _, linear: PackedLinear.from_linear(linear, QuantSpec(4, True, "channel"))
-    return lambda _, linear: PQLinear.from_linear(linear, config.block_size, config.codebook_size,
-                                                  config.kmeans_iterations, config.seed)
+    """name, module -> its quantized replacement (Linear or embedding table)."""
+    pq = (config.block_size, config.codebook_size, config.kmeans_iterations, config.seed)
+    int4 = QuantSpec(4, True, "channel")
+
+    def quantized(_, module: nn.Module) -> nn.Module:
+        if isinstance(module, nn.Embedding):
+            return {"int8": lambda: Int8Embedding.from_embedding(module),
+                    "int4": lambda: PackedEmbedding.from_embedding(module, int4),
+                    "ipq": lambda: PQEmbedding.from_embedding(module, *pq)}[config.scheme]()
+        return {"int8": lambda: DynamicInt8Linear.from_linear(module),
+                "int4": lambda: PackedLinear.from_linear(module, int4),
+                "ipq": lambda: PQLinear.from_linear(module, *pq)}[config.scheme]()
+    return quantized
+
+
+def _finetune_centroids(model: nn.Module, config: QuantNoise, ctx: Context, report: StepReport) -> None:
+    """Train the codebooks (and the remaining float parameters) with the indices fixed."""
+    codebooks = [m.codebook for m in model.modules() if isinstance(m, ProductQuantized)]
+    for codebook in codebooks:
+        codebook.requires_grad_(True)
+    result = finetune(model, ctx, "quant_noise-centroids", epochs=config.centroid_epochs,
+                      learning_rate=config.centroid_learning_rate, distill=config.distill)
+    for codebook in codebooks:
+        codebook.requires_grad_(False)
+    report.metrics["centroid_steps"] = result.steps
 
 
 @register(QuantNoise)
 def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> StepReport:
-    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                             kinds=(nn.Linear,))
+    noisy = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
+                           kinds=(nn.Linear,))
+    if config.embeddings:
+        noisy.update(embedding_tables(model))
     generator = torch.Generator().manual_seed(config.seed)
-    for linear in linears.values():
-        parametrize.register_parametrization(linear, "weight", BlockNoise(config, linear.weight, generator))
-    hooks = (CodebookRefresh(linears, config.refresh_every),) if config.scheme == "ipq" else ()
+    for module in noisy.values():
+        parametrize.register_parametrization(module, "weight", BlockNoise(config, module.weight, generator))
+    hooks = (CodebookRefresh(noisy, config.refresh_every),) if config.scheme == "ipq" else ()
     result = finetune(model, ctx, "quant_noise", epochs=config.epochs, learning_rate=config.learning_rate,
                       max_steps=config.max_steps, distill=config.distill, hooks=hooks)
-    for linear in linears.values():
-        parametrize.remove_parametrizations(linear, "weight", leave_parametrized=False)
+    for module in noisy.values():
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
     report = StepReport(method=config.method_name, config=config.to_dict())
-    replace_each(model, linears, _final(config), report)
+    replace_each(model, noisy, _final(config), report)
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
+    if config.scheme == "ipq" and config.centroid_epochs > 0:
+        _finetune_centroids(model, config, ctx, report)
     storage = {"int8": "int8 weights, int8 GEMMs", "int4": "4-bit packed weights (dequantized for compute)",
                "ipq": f"PQ codebooks ({config.codebook_size} x {config.block_size}) + indices, rebuilt for compute"}
-    report.notes.append(f"Quant-Noise p={config.p} for {result.steps} steps; stored as {storage[config.scheme]}; "
-                        "sizes include codebooks, indices and scales")
+    tuned = f", then {report.metrics['centroid_steps']} steps of centroid fine-tuning" \
+        if "centroid_steps" in report.metrics else ""
+    report.notes.append(f"Quant-Noise p={config.p} for {result.steps} steps{tuned}; stored as "
+                        f"{storage[config.scheme]}; embeddings {'quantized the same way' if config.embeddings else 'fp32'}"
+                        "; sizes include codebooks, indices and scales")
     return report
