@@ -63,3 +63,17 @@ def test_qat_needs_data_and_a_teacher_when_distilling(tokenizer):
         bc.compress(tiny_model(), bc.Q8BertQAT(max_steps=1), bc.Context())
     with pytest.raises(bc.BertCompressError, match="q8bert_qat.distill: no teacher"):
         bc.compress(tiny_model(), bc.Q8BertQAT(max_steps=1), bc.Context(task=toy_task(), tokenizer=tokenizer))
+
+
+def test_dynamic_activation_ranges_simulate_the_int8_kernel():
+    fp32 = tiny_model()
+    model = copy.deepcopy(fp32)
+    linears, tables, handles = prepare(model, bc.Q8BertQAT(activation_ranges="dynamic", embeddings=False))
+    model.eval()
+    batch = random_batch()
+    with torch.no_grad():
+        simulated = model(**batch).logits
+        convert(model, linears, tables, handles, StepReport("q8bert_qat", {}))
+        kernel = model(**batch).logits
+        reference = fp32(**batch).logits
+    assert (simulated - kernel).abs().max() < 0.1 * (reference - kernel).abs().max()

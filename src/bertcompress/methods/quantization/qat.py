@@ -29,8 +29,11 @@ class Q8BertQAT(MethodConfig):
     bits: int = Field(8, ge=2, le=8, description="weight and activation bits (8 converts to int8 GEMMs)")
     granularity: Literal["tensor", "channel"] = Field("tensor", description="weight ranges; Q8BERT: tensor")
     embeddings: bool = Field(True, description="fake-quantize the embedding tables too")
-    activations: bool = Field(True, description="fake-quantize Linear inputs with EMA ranges")
-    ema_decay: float = Field(0.99, gt=0, lt=1, description="EMA decay of the activation ranges")
+    activations: bool = Field(True, description="fake-quantize Linear inputs")
+    activation_ranges: Literal["dynamic", "ema"] = Field(
+        "dynamic", description="dynamic: each batch's own min/max, as the int8 kernel does at run time; "
+                               "ema: Q8BERT's moving average of |x|max (for static-range deployment)")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="ema: decay of the activation ranges")
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0, lt=1)
@@ -68,6 +71,24 @@ class EmaInputQuantizer(nn.Module):
         return fake_quantize(x, self.spec, scale, zero)
 
 
+class DynamicInputQuantizer(nn.Module):
+    """Fake quantization of a module's input with the batch's own range, asymmetric, as
+    `quantized::linear_dynamic` does (uint8 with reduce_range: 128 levels on x86)."""
+
+    def __init__(self, bits: int, reduce_range: bool):
+        super().__init__()
+        self.spec = QuantSpec(bits - 1 if reduce_range and bits == 8 else bits, False, "tensor")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(x, self.spec)
+
+
+def _input_quantizer(config: Q8BertQAT) -> nn.Module:
+    if config.activation_ranges == "ema":
+        return EmaInputQuantizer(QuantSpec(config.bits, True, "tensor"), config.ema_decay)
+    return DynamicInputQuantizer(config.bits, reduce_range=True)
+
+
 def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
     return (module.input_quantizer(inputs[0]), *inputs[1:])
 
@@ -80,7 +101,7 @@ def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
     for linear in linears.values():
         parametrize.register_parametrization(linear, "weight", WeightFakeQuant(weight_spec))
         if config.activations:
-            linear.input_quantizer = EmaInputQuantizer(QuantSpec(config.bits, True, "tensor"), config.ema_decay)
+            linear.input_quantizer = _input_quantizer(config)
             handles.append(linear.register_forward_pre_hook(_quantize_input))
     tables = embedding_tables(model) if config.embeddings else {}
     for table in tables.values():
