@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0, help="training budget of movement/magnitude/RPP")
     parser.add_argument("--recovery-epochs", type=float, default=1.0,
                         help="fine-tuning with fixed masks after one-shot / RPP thresholding, for the rows that use it")
-    parser.add_argument("--long-epochs", type=float, default=4.0, help="budget of the long movement-vs-magnitude pair")
+    parser.add_argument("--long-epochs", type=float, default=3.0, help="budget of the long movement-vs-magnitude pair")
     parser.add_argument("--long-learning-rate", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
