@@ -150,6 +150,8 @@ def apply_q8bert_qat(model: nn.Module, config: Q8BertQAT, ctx: Context) -> StepR
     convert(model, linears, tables, handles, report)
     kernel = "int8 GEMMs (quantized::linear_dynamic)" if config.bits == 8 else \
         f"{config.bits}-bit packed weights dequantized for compute"
-    report.notes.append(f"QAT {result.steps} steps{' with distillation' if config.distill else ''}; converted to "
+    inputs = f"{config.activation_ranges} activation ranges" if config.activations else "fp32 activations"
+    report.notes.append(f"QAT {result.steps} steps at lr {config.learning_rate:g}"
+                        f"{' with distillation' if config.distill else ''}, {inputs}; converted to "
                         f"{kernel}; embeddings {'int8' if config.embeddings else 'fp32'}")
     return report
