@@ -13,7 +13,7 @@ from tests.conftest import random_batch, tiny_model, toy_task
 
 def test_fake_quantized_weights_lie_on_the_8_bit_grid_and_still_train():
     model = tiny_model()
-    linears, tables, _ = prepare(model, bc.Q8BertQAT())
+    linears, tables, _ = prepare(model, bc.Q8BertQAT(granularity="tensor"))
     query = model.bert.encoder.layer[0].attention.self.query
     assert query.weight.unique().numel() <= 255
     original = query.parametrizations.weight.original
@@ -26,9 +26,19 @@ def test_fake_quantized_weights_lie_on_the_8_bit_grid_and_still_train():
     assert len(tables) == 3  # word, position and token-type tables
 
 
-def test_conversion_keeps_the_trained_grid_exactly():
+def test_per_channel_grid_is_one_per_row():
     model = tiny_model()
-    linears, tables, handles = prepare(model, bc.Q8BertQAT())
+    prepare(model, bc.Q8BertQAT())
+    weight = model.bert.encoder.layer[0].attention.self.query.weight.detach()
+    steps = weight.abs().amax(1, keepdim=True) / 127
+    assert torch.allclose(weight / steps, torch.round(weight / steps), atol=1e-3)
+    assert weight.unique().numel() > 255  # rows do not share one grid
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_conversion_keeps_the_trained_grid_exactly(granularity):
+    model = tiny_model()
+    linears, tables, handles = prepare(model, bc.Q8BertQAT(granularity=granularity))
     model.train()
     model(**random_batch())  # set EMA activation ranges
     model.eval()

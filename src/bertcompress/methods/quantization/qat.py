@@ -27,7 +27,9 @@ class Q8BertQAT(MethodConfig):
 
     method_name = "q8bert_qat"
     bits: int = Field(8, ge=2, le=8, description="weight and activation bits (8 converts to int8 GEMMs)")
-    granularity: Literal["tensor", "channel"] = Field("tensor", description="weight ranges; Q8BERT: tensor")
+    granularity: Literal["tensor", "channel"] = Field(
+        "channel", description="weight ranges: one per output row (robust to outlier weights), or Q8BERT's one "
+                               "per tensor")
     embeddings: bool = Field(True, description="fake-quantize the embedding tables too")
     activations: bool = Field(True, description="fake-quantize Linear inputs")
     activation_ranges: Literal["dynamic", "ema"] = Field(
