@@ -107,21 +107,24 @@ def textpruner_runs(teacher, calib, test, num_labels, n_layers, n_heads, ffn_siz
         return TransformerPruner(model, transformer_pruning_config=config,
                                  general_config=GeneralConfig(use_device="cpu", output_dir=workdir))
 
+    def attempt(model, call) -> dict:
+        """One TextPruner route on `model`: accuracy and size, or the one-line failure; seconds either way."""
+        started = time.perf_counter()
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001
+            return {"status": "failed", "error": one_line(error), "at": where(error),
+                    "seconds": round(time.perf_counter() - started, 2)}
+        seconds = round(time.perf_counter() - started, 2)  # pruning only, not the evaluation
+        return {"status": "ok", **evaluate(model, test, num_labels), "params": params(model), "seconds": seconds}
+
     for keep, label in KEEP_PER_LAYER.items():
         runs: dict = {"heads_kept_per_layer": keep, "heads_removed": (n_heads - keep) * n_layers}
         # 1. iterative, keep_shape=False (physical removal through base_model.prune_heads)
         model = copy.deepcopy(teacher)
         pruner = pruner_for(model, keep, "iterative")
-        started = time.perf_counter()
-        try:
-            pruner.prune(dataloader=loader, keep_shape=False, save_model=False)
-            seconds = round(time.perf_counter() - started, 2)
-            runs["iterative_keep_shape_false"] = {"status": "ok", **evaluate(model, test, num_labels),
-                                                  "params": params(model)}
-        except Exception as error:  # noqa: BLE001
-            seconds = round(time.perf_counter() - started, 2)
-            runs["iterative_keep_shape_false"] = {"status": "failed", "error": one_line(error), "at": where(error)}
-        runs["iterative_keep_shape_false"]["seconds"] = seconds  # until the result or the failure
+        runs["iterative_keep_shape_false"] = attempt(
+            model, lambda: pruner.prune(dataloader=loader, keep_shape=False, save_model=False))
         head_mask = pruner.head_mask.clone() if pruner.head_mask is not None else None
         if head_mask is not None:
             runs["head_mask_kept_per_layer"] = [int(v) for v in head_mask.sum(-1).tolist()]
@@ -130,37 +133,23 @@ def textpruner_runs(teacher, calib, test, num_labels, n_layers, n_heads, ffn_siz
         if head_mask is not None:
             model = copy.deepcopy(teacher)
             pruner2 = pruner_for(model, keep, "masks")
-            try:
-                pruner2.prune(head_mask=head_mask, save_model=False)
-                runs["masks_route"] = {"status": "ok", **evaluate(model, test, num_labels), "params": params(model)}
-            except Exception as error:  # noqa: BLE001
-                runs["masks_route"] = {"status": "failed", "error": one_line(error), "at": where(error)}
+            runs["masks_route"] = attempt(model, lambda: pruner2.prune(head_mask=head_mask, save_model=False))
 
         # 3. iterative, keep_shape=True (weights of pruned heads zeroed, shapes unchanged)
         model = copy.deepcopy(teacher)
         pruner3 = pruner_for(model, keep, "iterative")
-        started = time.perf_counter()
-        try:
-            pruner3.prune(dataloader=loader, keep_shape=True, save_model=False)
-            seconds = round(time.perf_counter() - started, 2)
-            runs["iterative_keep_shape_true"] = {"status": "ok", **evaluate(model, test, num_labels),
-                                                 "params": params(model), "seconds": seconds}
+        runs["iterative_keep_shape_true"] = attempt(
+            model, lambda: pruner3.prune(dataloader=loader, keep_shape=True, save_model=False))
+        if runs["iterative_keep_shape_true"]["status"] == "ok":
             runs["same_mask_as_keep_shape_false"] = bool(head_mask is not None
                                                          and torch.equal(pruner3.head_mask, head_mask))
-        except Exception as error:  # noqa: BLE001
-            runs["iterative_keep_shape_true"] = {"status": "failed", "error": one_line(error), "at": where(error)}
 
         # 4. diagnostic: TextPruner's own weight slicing (internal method), bypassing prune_heads
         if head_mask is not None:
             model = copy.deepcopy(teacher)
             pruner4 = pruner_for(model, keep, "masks")
-            try:
-                pruner4.reorder_attention_heads(head_mask.float(), keep_shape=False)
-                runs["internal_reorder_physical"] = {"status": "ok", **evaluate(model, test, num_labels),
-                                                     "params": params(model)}
-            except Exception as error:  # noqa: BLE001
-                runs["internal_reorder_physical"] = {"status": "failed", "error": one_line(error),
-                                                     "at": where(error)}
+            runs["internal_reorder_physical"] = attempt(
+                model, lambda: pruner4.reorder_attention_heads(head_mask.float(), keep_shape=False))
         out[label] = runs
     return out
 
