@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
+from common import PURE_KD, ROOT, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
 from bertcompress.core.report import StepReport  # noqa: E402
@@ -76,12 +76,16 @@ def main() -> None:
             model = copy.deepcopy(teacher)
             report = bc.compress(model, bc.MagnitudePruning(sparsity=percent / 100), ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=percent in (40, 90))
-    def train_each(configs: dict) -> None:
+    def train_each(configs: dict, loss: dict | None = None) -> None:
+        """`loss`: TrainConfig loss weights for these rows instead of the default KL + CE."""
         for name, config in configs.items():
             if name not in results:
                 model = copy.deepcopy(teacher)
-                report = bc.compress(model, config, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
-                record(name, model, report.metrics["sparsity"], report.notes)
+                row_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name),
+                                              train=TrainConfig(seed=0, **(loss or {})))
+                report = bc.compress(model, config, row_ctx)
+                weights = ", ".join(f"{k}={v:g}" for k, v in (loss or {}).items())
+                record(name, model, report.metrics["sparsity"], report.notes + ([f"loss: {weights}"] if loss else []))
 
     def recovered(percent: int) -> dict:
         return {f"magnitude one-shot {percent}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
@@ -92,6 +96,14 @@ def main() -> None:
     budget = f"{args.long_epochs:g} epochs at lr {args.long_learning_rate:g}"
     # most informative first, so a run cut short still answers the targets
     train_each(recovered(40))
+    hidden = dict(hidden_distill_weight=1.0)
+    kd = " (KD + hidden states)"
+    train_each({
+        "magnitude gradual 40%, 1 epoch" + kd: bc.MagnitudePruning(
+            sparsity=0.4, schedule="gradual", **dict(common, epochs=1.0), **hidden),
+        f"magnitude one-shot 40% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
+            sparsity=0.4, recovery_epochs=args.recovery_epochs, **hidden),
+    }, PURE_KD)
     train_each({
         "movement (hard) 10% left": bc.MovementPruning(sparsity=0.9, **common),
         "magnitude gradual 10% left": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **common),
@@ -108,6 +120,12 @@ def main() -> None:
     rpp_names += [f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery" for s in RPP_RECOVERED]
     if not all(name in results for name in rpp_names):
         run_rpp(teacher, ctx, args, record, results)
+    train_each({
+        f"movement (hard, magnitude-initialised scores) 10% left, {budget}" + kd: bc.MovementPruning(
+            sparsity=0.9, score_init="magnitude", **long, **hidden),
+        f"magnitude gradual 10% left, {budget}" + kd: bc.MagnitudePruning(
+            sparsity=0.9, schedule="gradual", **long, **hidden),
+    }, PURE_KD)
     train_each(recovered(50))
     train_each({f"magnitude gradual 10% left, {budget}": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **long)})
 

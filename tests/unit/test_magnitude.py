@@ -277,6 +277,29 @@ def test_empty_ffn_neurons_are_removed_without_changing_outputs(family):
         assert after == 43 and (model(**random_batch()).logits - reference).abs().max() <= 1e-5
 
 
+# ---- recovery ----------------------------------------------------------------------------------------
+
+def hidden_distance(model, teacher) -> float:
+    batch = random_batch()
+    with torch.no_grad():
+        ours = model(**batch, output_hidden_states=True).hidden_states[1:]
+        theirs = teacher(**batch, output_hidden_states=True).hidden_states[1:]
+    return sum(float((a - b).pow(2).mean()) for a, b in zip(ours, theirs))
+
+
+def test_recovery_keeps_the_masks_and_hidden_distillation_pulls_towards_the_teacher(tokenizer):
+    teacher = tiny_model()
+    distances = {}
+    for weight in (0.0, 20.0):
+        model = copy.deepcopy(teacher)
+        ctx = context(teacher, tokenizer)
+        report = bc.compress(model, MagnitudePruning(sparsity=0.6, recovery_epochs=3, learning_rate=1e-3,
+                                                     hidden_distill_weight=weight), ctx)
+        assert report.metrics["sparsity"] == pytest.approx(0.6, abs=1e-3) and report.metrics["train_steps"] == 15
+        distances[weight] = hidden_distance(model, ctx.teacher)
+    assert distances[20.0] < 0.8 * distances[0.0]
+
+
 # ---- bad inputs --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fields,named", [
@@ -285,6 +308,7 @@ def test_empty_ffn_neurons_are_removed_without_changing_outputs(family):
     (dict(pattern="n:m", n=2, m=4, sparsity=0.7), "sparsity"), (dict(block_size=0), "block_size"),
     (dict(schedule="gradual", warmup=0.6, cooldown=0.4), "schedule"), (dict(scope="model"), "scope"),
     (dict(initial_sparsity=0.7, sparsity=0.5), "initial_sparsity"),
+    (dict(hidden_distill_weight=1.0, distill=False), "hidden_distill_weight"),
 ])
 def test_bad_configs_name_the_field(fields, named):
     with pytest.raises(BertCompressError, match=rf"MagnitudePruning\.{named}"):

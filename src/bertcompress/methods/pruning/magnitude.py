@@ -18,7 +18,6 @@ from bertcompress.methods.pruning.masks import (MaskRule, attach_masks, compute_
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, planned_schedule,
                                                    prunable_linears, train_pruned)
-from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import TrainingHook
 
 
@@ -70,9 +69,7 @@ def _prune_once(model: nn.Module, linears: dict, config: MagnitudePruning, ctx: 
     masks = compute_masks(magnitude_scores(linears), config.sparsity, config.rule(), config.scope)
     attach_masks(linears, masks)
     if config.recovery_epochs > 0:
-        result = finetune(model, ctx, config.method_name, epochs=config.recovery_epochs,
-                          learning_rate=config.learning_rate, max_steps=config.max_steps, distill=config.distill)
-        report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
+        train_pruned(model, config, ctx, report, epochs=config.recovery_epochs)
 
 
 @register(MagnitudePruning)

@@ -15,6 +15,7 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import select_modules, set_submodule
 from bertcompress.evaluation.size import stored_bytes
+from bertcompress.methods.distillation.method import Distillation, IntermediateDistillation
 from bertcompress.methods.pruning.empty_units import empty_rows_and_columns, remove_empty_ffn_neurons
 from bertcompress.methods.pruning.masks import MaskRule, bake_masks, sparsity_of
 from bertcompress.methods.pruning.schedules import CubicSchedule, cubic_schedule
@@ -40,6 +41,9 @@ class SparsityConfig(MethodConfig):
     max_steps: int | None = Field(None, gt=0, description="exact optimizer steps (overrides epochs)")
     learning_rate: float = Field(3e-5, gt=0, lt=1, description="of the weights while training")
     distill: bool = Field(True, description="distil training from the context's unpruned teacher")
+    hidden_distill_weight: float = Field(
+        0.0, ge=0, description="distill: also MSE to the teacher's hidden states after every layer (pruning "
+        "keeps the widths, so layer j matches teacher layer j)")
     remove_empty_neurons: bool = Field(True, description="physically remove FFN neurons pruning emptied")
     targets: list[str] | None = Field(None, description="default: every encoder Linear")
     ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
@@ -55,6 +59,8 @@ class SparsityConfig(MethodConfig):
             raise BertCompressError(f"{type(self).__name__}.{problem}")
 
     def _cross_field_problem(self) -> str | None:
+        if self.hidden_distill_weight > 0 and not self.distill:
+            return "hidden_distill_weight: needs the teacher; set distill: true or hidden_distill_weight: 0"
         if self.pattern == "n:m" and self.n > self.m:
             return f"n: must be <= m (got n={self.n}, m={self.m})"
         if not 0 <= self.sparsity < 1:
@@ -86,10 +92,16 @@ def prunable_linears(model: nn.Module, config: SparsityConfig) -> dict[str, nn.L
 
 
 def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report: StepReport,
-                 hooks: tuple[TrainingHook, ...] = ()) -> None:
-    """The method's fine-tuning (its epochs, rate and distillation), with steps and time in the report."""
-    result = finetune(model, ctx, config.method_name, epochs=config.epochs, learning_rate=config.learning_rate,
-                      max_steps=config.max_steps, distill=config.distill, hooks=hooks)
+                 hooks: tuple[TrainingHook, ...] = (), epochs: float | None = None) -> None:
+    """The method's fine-tuning (its rate and distillation; its epochs unless `epochs` is given), with steps
+    and time in the report."""
+    if config.hidden_distill_weight > 0:
+        depth = len(get_spec(model).layer_list(model))
+        hidden = Distillation(hidden_mse_weight=config.hidden_distill_weight)
+        hooks = (*hooks, IntermediateDistillation(hidden, list(range(1, depth + 1)), nn.ModuleDict()))
+    result = finetune(model, ctx, config.method_name, epochs=epochs or config.epochs,
+                      learning_rate=config.learning_rate, max_steps=config.max_steps, distill=config.distill,
+                      hooks=hooks)
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
 
 
