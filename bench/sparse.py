@@ -197,6 +197,8 @@ def write_report(results: dict, latency: dict, args) -> None:
         "(λ=0.05, ε=1e-3, reweighting every 50 steps), then thresholded at each sparsity without retraining. "
         f"Rows marked recovery fine-tune {args.recovery_epochs:g} epoch (lr 3e-5, distilled) with the masks fixed. "
         f"The long pair trains {args.long_epochs:g} epochs at lr {args.long_learning_rate:g} (scores at 1e-2). "
+        "Rows marked (KD + hidden states) drop the label loss: KL to the teacher's logits plus MSE to its hidden "
+        "states after every layer (weight 1). "
         "Size on disk: weights + config + manifest of the saved model (stored sparse where that is smaller).",
         "",
         "![accuracy vs sparsity](bench/results/sparse_curves.png)",
