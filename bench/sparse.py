@@ -34,7 +34,7 @@ from bertcompress.training.loop import TrainConfig  # noqa: E402
 from bertcompress.training.teacher import get_teacher  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "sparse"
-RPP_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9)
+RPP_SPARSITIES = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 RPP_RECOVERED = (0.6, 0.7)
 
 
@@ -76,11 +76,12 @@ def main() -> None:
             model = copy.deepcopy(teacher)
             report = bc.compress(model, bc.MagnitudePruning(sparsity=percent / 100), ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=percent in (40, 90))
-    def train_each(configs: dict, loss: dict | None = None) -> None:
-        """`loss`: TrainConfig loss weights for these rows instead of the default KL + CE."""
+    def train_each(configs: dict, loss: dict | None = None, start=None) -> None:
+        """Each config from a copy of `start` (the teacher by default); `loss`: TrainConfig loss weights for
+        these rows instead of the default KL + CE."""
         for name, config in configs.items():
             if name not in results:
-                model = copy.deepcopy(teacher)
+                model = copy.deepcopy(start or teacher)
                 row_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name),
                                               train=TrainConfig(seed=0, **(loss or {})))
                 report = bc.compress(model, config, row_ctx)
@@ -116,10 +117,11 @@ def main() -> None:
         f"movement (hard, magnitude-initialised scores) 10% left, {budget}": bc.MovementPruning(
             sparsity=0.9, score_init="magnitude", **long),
     })
-    rpp_names = [f"RPP {int(100 * s)}%" for s in RPP_SPARSITIES]
-    rpp_names += [f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery" for s in RPP_RECOVERED]
-    if not all(name in results for name in rpp_names):
-        run_rpp(teacher, ctx, args, record, results)
+    proximal = run_rpp(teacher, ctx, args, record, results)
+    train_each({f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
+        sparsity=s, recovery_epochs=args.recovery_epochs) for s in RPP_RECOVERED}, start=proximal)
+    train_each({f"RPP 50% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
+        sparsity=0.5, recovery_epochs=args.recovery_epochs, **hidden)}, PURE_KD, start=proximal)
     train_each({
         f"movement (hard, magnitude-initialised scores) 10% left, {budget}" + kd: bc.MovementPruning(
             sparsity=0.9, score_init="magnitude", **long, **hidden),
@@ -140,9 +142,9 @@ def main() -> None:
     write_report(results, latency, args)
 
 
-def run_rpp(teacher, ctx, args, record, results: dict) -> None:
+def run_rpp(teacher, ctx, args, record, results: dict):
     """One proximal training run (saved, so later rows reuse it), then thresholded at each sparsity (RPP's
-    last step), without retraining and, for some sparsities, with recovery fine-tuning on fixed masks."""
+    last step) without retraining. Returns the proximal-trained model, for the recovery rows."""
     config = bc.ReweightedProximalPruning(epochs=args.epochs, distill=True)
     proximal_path = WORK / "models" / "rpp-proximal"
     if proximal_path.exists():
@@ -163,13 +165,7 @@ def run_rpp(teacher, ctx, args, record, results: dict) -> None:
             pruned = copy.deepcopy(model)
             step = bc.compress(pruned, bc.MagnitudePruning(sparsity=sparsity), ctx)
             record(name, pruned, step.metrics["sparsity"], [note], save=sparsity in (0.7, 0.9))
-    for sparsity in RPP_RECOVERED:
-        name = f"RPP {int(100 * sparsity)}% + {args.recovery_epochs:g} epoch recovery"
-        if name not in results:
-            pruned = copy.deepcopy(model)
-            recovery = bc.MagnitudePruning(sparsity=sparsity, recovery_epochs=args.recovery_epochs, distill=True)
-            step = bc.compress(pruned, recovery, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
-            record(name, pruned, step.metrics["sparsity"], [note, "then fine-tuned with the masks fixed"])
+    return model
 
 
 def write_report(results: dict, latency: dict, args) -> None:
