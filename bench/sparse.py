@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PURE_KD, ROOT, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
+from common import ROOT, resumable_results, rotten_tomatoes, slug, write_section  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
 from bertcompress.core.report import StepReport  # noqa: E402
@@ -76,17 +76,13 @@ def main() -> None:
             model = copy.deepcopy(teacher)
             report = bc.compress(model, bc.MagnitudePruning(sparsity=percent / 100), ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=percent in (40, 90))
-    def train_each(configs: dict, loss: dict | None = None, start=None) -> None:
-        """Each config from a copy of `start` (the teacher by default); `loss`: TrainConfig loss weights for
-        these rows instead of the default KL + CE."""
+    def train_each(configs: dict, start=None) -> None:
+        """Each config from a copy of `start` (the teacher by default)."""
         for name, config in configs.items():
             if name not in results:
                 model = copy.deepcopy(start or teacher)
-                row_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name),
-                                              train=TrainConfig(seed=0, **(loss or {})))
-                report = bc.compress(model, config, row_ctx)
-                weights = ", ".join(f"{k}={v:g}" for k, v in (loss or {}).items())
-                record(name, model, report.metrics["sparsity"], report.notes + ([f"loss: {weights}"] if loss else []))
+                report = bc.compress(model, config, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
+                record(name, model, report.metrics["sparsity"], report.notes)
 
     def recovered(percent: int) -> dict:
         return {f"magnitude one-shot {percent}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
@@ -97,14 +93,14 @@ def main() -> None:
     budget = f"{args.long_epochs:g} epochs at lr {args.long_learning_rate:g}"
     # most informative first, so a run cut short still answers the targets
     train_each(recovered(40))
-    hidden = dict(hidden_distill_weight=1.0)
+    hidden = dict(hidden_distill_weight=1.0, label_weight=0.0)
     kd = " (KD + hidden states)"
     train_each({
         "magnitude gradual 40%, 1 epoch" + kd: bc.MagnitudePruning(
             sparsity=0.4, schedule="gradual", **dict(common, epochs=1.0), **hidden),
         f"magnitude one-shot 40% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
             sparsity=0.4, recovery_epochs=args.recovery_epochs, **hidden),
-    }, PURE_KD)
+    })
     train_each({
         "movement (hard) 10% left": bc.MovementPruning(sparsity=0.9, **common),
         "magnitude gradual 10% left": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **common),
@@ -121,13 +117,13 @@ def main() -> None:
     train_each({f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
         sparsity=s, recovery_epochs=args.recovery_epochs) for s in RPP_RECOVERED}, start=proximal)
     train_each({f"RPP 50% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
-        sparsity=0.5, recovery_epochs=args.recovery_epochs, **hidden)}, PURE_KD, start=proximal)
+        sparsity=0.5, recovery_epochs=args.recovery_epochs, **hidden)}, start=proximal)
     train_each({
         f"movement (hard, magnitude-initialised scores) 10% left, {budget}" + kd: bc.MovementPruning(
             sparsity=0.9, score_init="magnitude", **long, **hidden),
         f"magnitude gradual 10% left, {budget}" + kd: bc.MagnitudePruning(
             sparsity=0.9, schedule="gradual", **long, **hidden),
-    }, PURE_KD)
+    })
     train_each(recovered(50))
     train_each({f"magnitude gradual 10% left, {budget}": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **long)})
 

@@ -300,6 +300,24 @@ def test_recovery_keeps_the_masks_and_hidden_distillation_pulls_towards_the_teac
     assert distances[20.0] < 0.8 * distances[0.0]
 
 
+def test_label_weight_sets_the_mix_of_labels_and_teacher(tokenizer):
+    """The teacher always says class 0 while the labels are balanced: soft targets alone (label_weight 0) pull
+    the student towards class 0; labels alone (label_weight 1) do not."""
+    teacher = tiny_model(seed=1)
+    with torch.no_grad():
+        teacher.classifier.bias.copy_(torch.tensor([8.0, -8.0]))
+    class0 = {}
+    for label_weight in (0.0, 1.0):
+        model = tiny_model()
+        ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=teacher,
+                         train=bc.TrainConfig(batch_size=8, max_length=16))
+        bc.compress(model, MagnitudePruning(sparsity=0.0, recovery_epochs=4, learning_rate=1e-2,
+                                            label_weight=label_weight), ctx)
+        with torch.no_grad():
+            class0[label_weight] = float(model(**random_batch(8)).logits.softmax(-1)[:, 0].mean())
+    assert class0[0.0] > 0.95 and class0[1.0] < 0.8
+
+
 # ---- bad inputs --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fields,named", [
@@ -309,6 +327,7 @@ def test_recovery_keeps_the_masks_and_hidden_distillation_pulls_towards_the_teac
     (dict(schedule="gradual", warmup=0.6, cooldown=0.4), "schedule"), (dict(scope="model"), "scope"),
     (dict(initial_sparsity=0.7, sparsity=0.5), "initial_sparsity"),
     (dict(hidden_distill_weight=1.0, distill=False), "hidden_distill_weight"),
+    (dict(label_weight=0.0, distill=False), "label_weight"), (dict(label_weight=1.5), "label_weight"),
 ])
 def test_bad_configs_name_the_field(fields, named):
     with pytest.raises(BertCompressError, match=rf"MagnitudePruning\.{named}"):

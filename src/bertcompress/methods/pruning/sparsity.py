@@ -41,6 +41,9 @@ class SparsityConfig(MethodConfig):
     max_steps: int | None = Field(None, gt=0, description="exact optimizer steps (overrides epochs)")
     learning_rate: float = Field(3e-5, gt=0, lt=1, description="of the weights while training")
     distill: bool = Field(True, description="distil training from the context's unpruned teacher")
+    label_weight: float | None = Field(
+        None, ge=0, le=1, description="distill: weight of the label loss, the teacher's KL taking 1 - it; 0 trains "
+        "on soft targets only; None keeps the run's training settings")
     hidden_distill_weight: float = Field(
         0.0, ge=0, description="distill: also MSE to the teacher's hidden states after every layer (pruning "
         "keeps the widths, so layer j matches teacher layer j)")
@@ -59,8 +62,9 @@ class SparsityConfig(MethodConfig):
             raise BertCompressError(f"{type(self).__name__}.{problem}")
 
     def _cross_field_problem(self) -> str | None:
-        if self.hidden_distill_weight > 0 and not self.distill:
-            return "hidden_distill_weight: needs the teacher; set distill: true or hidden_distill_weight: 0"
+        for name, unset in (("hidden_distill_weight", 0.0), ("label_weight", None)):
+            if getattr(self, name) != unset and not self.distill:
+                return f"{name}: weighs distillation losses; set distill: true or leave {name} at {unset}"
         if self.pattern == "n:m" and self.n > self.m:
             return f"n: must be <= m (got n={self.n}, m={self.m})"
         if not 0 <= self.sparsity < 1:
@@ -99,9 +103,11 @@ def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report:
         depth = len(get_spec(model).layer_list(model))
         hidden = Distillation(hidden_mse_weight=config.hidden_distill_weight)
         hooks = (*hooks, IntermediateDistillation(hidden, list(range(1, depth + 1)), nn.ModuleDict()))
+    losses = {} if config.label_weight is None or not config.distill else {
+        "hard_weight": config.label_weight, "distill_weight": 1 - config.label_weight}
     result = finetune(model, ctx, config.method_name, epochs=epochs or config.epochs,
                       learning_rate=config.learning_rate, max_steps=config.max_steps, distill=config.distill,
-                      hooks=hooks)
+                      hooks=hooks, **losses)
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
 
 
