@@ -84,22 +84,22 @@ def main() -> None:
                 report = bc.compress(model, config, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
                 record(name, model, report.metrics["sparsity"], report.notes)
 
-    def recovered(percent: int) -> dict:
-        return {f"magnitude one-shot {percent}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
-            sparsity=percent / 100, recovery_epochs=args.recovery_epochs, distill=True)}
+    def recovery(sparsity: float, **fields) -> bc.MagnitudePruning:
+        """One-shot magnitude pruning, then fine-tuning with the masks fixed."""
+        return bc.MagnitudePruning(sparsity=sparsity, recovery_epochs=args.recovery_epochs, **fields)
 
     common = dict(epochs=args.epochs, warmup=0.1, cooldown=0.25, distill=True)
     long = dict(common, epochs=args.long_epochs, learning_rate=args.long_learning_rate)
     budget = f"{args.long_epochs:g} epochs at lr {args.long_learning_rate:g}"
-    # most informative first, so a run cut short still answers the targets
-    train_each(recovered(40))
+    recovered = f" + {args.recovery_epochs:g} epoch recovery"
     hidden = dict(hidden_distill_weight=1.0, label_weight=0.0)
     kd = " (KD + hidden states)"
+    # most informative first, so a run cut short still answers the targets
+    train_each({"magnitude one-shot 40%" + recovered: recovery(0.4)})
     train_each({
         "magnitude gradual 40%, 1 epoch" + kd: bc.MagnitudePruning(
             sparsity=0.4, schedule="gradual", **dict(common, epochs=1.0), **hidden),
-        f"magnitude one-shot 40% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
-            sparsity=0.4, recovery_epochs=args.recovery_epochs, **hidden),
+        "magnitude one-shot 40%" + recovered + kd: recovery(0.4, **hidden),
     })
     train_each({
         "movement (hard) 10% left": bc.MovementPruning(sparsity=0.9, **common),
@@ -114,18 +114,19 @@ def main() -> None:
             sparsity=0.9, score_init="magnitude", **long),
     })
     proximal = run_rpp(teacher, ctx, args, record, results)
-    train_each({f"RPP {int(100 * s)}% + {args.recovery_epochs:g} epoch recovery": bc.MagnitudePruning(
-        sparsity=s, recovery_epochs=args.recovery_epochs) for s in RPP_RECOVERED}, start=proximal)
-    train_each({f"RPP 50% + {args.recovery_epochs:g} epoch recovery" + kd: bc.MagnitudePruning(
-        sparsity=0.5, recovery_epochs=args.recovery_epochs, **hidden)}, start=proximal)
+    train_each({f"RPP {int(100 * s)}%" + recovered: recovery(s) for s in RPP_RECOVERED}, start=proximal)
+    train_each({"RPP 50%" + recovered + kd: recovery(0.5, **hidden)}, start=proximal)
     train_each({
         f"movement (hard, magnitude-initialised scores) 10% left, {budget}" + kd: bc.MovementPruning(
             sparsity=0.9, score_init="magnitude", **long, **hidden),
+    })
+    train_each({"RPP 60%" + recovered + kd: recovery(0.6, **hidden)}, start=proximal)
+    train_each({"magnitude one-shot 50%" + recovered + kd: recovery(0.5, **hidden)})
+    train_each({
         f"magnitude gradual 10% left, {budget}" + kd: bc.MagnitudePruning(
             sparsity=0.9, schedule="gradual", **long, **hidden),
+        f"magnitude gradual 10% left, {budget}": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **long),
     })
-    train_each(recovered(50))
-    train_each({f"magnitude gradual 10% left, {budget}": bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **long)})
 
     latency = {}
     if not args.skip_latency:
