@@ -124,6 +124,11 @@ def main() -> None:
             sparsity=0.9, score_init="magnitude", **long, **hidden),
     })
     train_each({"RPP 60%" + recovered + kd: recovery(0.6, **hidden)}, start=proximal)
+    longer = dict(long, epochs=2 * args.long_epochs)
+    train_each({
+        f"movement (hard, magnitude-initialised scores) 10% left, {longer['epochs']:g} epochs at lr "
+        f"{args.long_learning_rate:g}": bc.MovementPruning(sparsity=0.9, score_init="magnitude", **longer),
+    })
     for seed in (1, 2):  # the 40% target is within seed noise: check it on the other teachers too
         name = f"{gordon}, seed {seed}"
         if name not in results:
