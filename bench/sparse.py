@@ -183,6 +183,36 @@ def run_rpp(teacher, ctx, args, record, results: dict):
     return model
 
 
+def target_lines(rows: dict, base: float) -> list[str]:
+    """The issue's targets, each judged on the best seed-0 row that addresses it."""
+    def best(prefix: str, sparsity: float) -> tuple[str, float]:
+        found = [(e["accuracy"], n) for n, e in rows.items()
+                 if n.startswith(prefix) and abs(e["sparsity"] - sparsity) < 0.005]
+        return max(found)[::-1] if found else ("not run", 0.0)
+
+    gordon = max((best(p, 0.4) for p in ("magnitude one-shot", "magnitude gradual")), key=lambda b: b[1])
+    movement10, movement3, magnitude3 = best("movement", 0.9), best("movement", 0.97), best("magnitude gradual", 0.97)
+    rpp = [(e["sparsity"], n, e["accuracy"]) for n, e in rows.items()
+           if n.startswith("RPP") and e["accuracy"] >= base - 0.01]
+    rpp_top = max(rpp) if rpp else (0.0, "none", 0.0)
+
+    def verdict(met: bool) -> str:
+        return "**met**" if met else "**missed**"
+
+    return [
+        "| target | best row | result | verdict |",
+        "|---|---|---|---|",
+        f"| Gordon: 40% within 0.5 points | {gordon[0]} | {100 * (gordon[1] - base):+.2f} | "
+        f"{verdict(gordon[1] >= base - 0.005)} |",
+        f"| movement ≥ 95% of the teacher at 10% left | {movement10[0]} | {100 * movement10[1] / base:.1f}% | "
+        f"{verdict(movement10[1] >= 0.95 * base)} |",
+        f"| movement ahead of magnitude at 3% left | {movement3[0]} vs {magnitude3[0]} | "
+        f"{100 * movement3[1]:.2f} vs {100 * magnitude3[1]:.2f} | {verdict(movement3[1] > magnitude3[1])} |",
+        f"| RPP within 1 point at its highest sparsity | {rpp_top[1]} | {100 * rpp_top[0]:.1f}% sparse, "
+        f"{100 * (rpp_top[2] - base):+.2f} | highest RPP sparsity within 1 point |",
+    ]
+
+
 def write_report(results: dict, latency: dict, args) -> None:
     base = results["teacher"]["accuracy"]
     seed0 = {n: e for n, e in results.items() if "teacher_accuracy" not in e}  # the curves share one teacher
@@ -218,6 +248,8 @@ def write_report(results: dict, latency: dict, args) -> None:
         "Size on disk: weights + config + manifest of the saved model (stored sparse where that is smaller).",
         "",
         "![accuracy vs sparsity](bench/results/sparse_curves.png) (each curve: its best setting at each sparsity)",
+        "",
+        *target_lines(seed0, base),
         "",
         "| variant | sparsity | test accuracy | Δ (points) | % of teacher | size on disk MB | speedup b1 | speedup b32 |",
         "|---|---|---|---|---|---|---|---|",
