@@ -139,6 +139,8 @@ def main() -> None:
             report = bc.compress(model, gordon_config, other_ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=False,
                    teacher_accuracy=accuracy(other))
+    train_each({f"magnitude gradual 10% left, {longer['epochs']:g} epochs at lr {args.long_learning_rate:g}":
+                bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **longer)})
     train_each({"magnitude one-shot 50%" + recovered + kd: recovery(0.5, **hidden)})
     train_each({
         f"magnitude gradual 10% left, {budget}" + kd: bc.MagnitudePruning(
