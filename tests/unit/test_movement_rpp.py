@@ -177,6 +177,21 @@ def test_rpp_reaches_the_target_sparsity_and_reloads(tokenizer, tmp_path):
     assert torch.equal(logits(bc.load(tmp_path / "m"), batch), logits(model, batch))
 
 
+def test_rpp_recovery_trains_with_the_masks_fixed(tokenizer, tmp_path):
+    """Recovery is its own run (own checkpoints, so it never resumes the proximal run's) and keeps the masks."""
+    outputs = {}
+    for recovery in (0.0, 1.0):
+        model = tiny_model()
+        ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=tiny_model(), workdir=tmp_path / str(recovery),
+                         train=TrainConfig(batch_size=8, max_length=16, checkpoint_every=1))
+        config = ReweightedProximalPruning(sparsity=0.6, penalty=0.1, learning_rate=1e-3, max_steps=4,
+                                           recovery_epochs=recovery, hidden_distill_weight=1.0, label_weight=0.0)
+        report = bc.compress(model, config, ctx)
+        assert report.metrics["sparsity"] == pytest.approx(0.6, abs=0.01)
+        outputs[recovery] = logits(model, random_batch())
+    assert report.metrics["recovery_steps"] == 4 and not torch.allclose(outputs[0.0], outputs[1.0])
+
+
 @pytest.mark.parametrize("bad,field", [({"penalty": 0}, "penalty"), ({"epsilon": -1}, "epsilon"),
                                        ({"sparsity": -0.1}, "sparsity"), ({"reweight_every": 0}, "reweight_every")])
 def test_rpp_bad_input_names_the_field(bad, field):

@@ -20,7 +20,6 @@ from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.masks import attach_masks, compute_masks, magnitude_scores, sparsity_of
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, prunable_linears,
                                                    train_pruned)
-from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import TrainingHook
 
 
@@ -79,9 +78,8 @@ def apply_rpp(model: nn.Module, config: ReweightedProximalPruning, ctx: Context)
     attach_masks(linears, compute_masks(magnitude_scores(linears), config.sparsity, config.rule(), config.scope))
     report.metrics["zeros_after_proximal_training"] = round(exact_zeros, 4)
     if config.recovery_epochs > 0:
-        recovery = finetune(model, ctx, f"{config.method_name}-recovery", epochs=config.recovery_epochs,
-                            learning_rate=config.learning_rate, distill=config.distill)
-        report.metrics["recovery_steps"] = recovery.steps
+        report.metrics["recovery_steps"] = train_pruned(model, config, ctx, None, epochs=config.recovery_epochs,
+                                                        label=f"{config.method_name}-recovery")
     finish_sparse_model(model, linears, config, report, "reweighted proximal pruning")
     report.notes.append(f"proximal training alone left {exact_zeros:.1%} of the weights exactly zero")
     return report

@@ -95,20 +95,22 @@ def prunable_linears(model: nn.Module, config: SparsityConfig) -> dict[str, nn.L
     return linears
 
 
-def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report: StepReport,
-                 hooks: tuple[TrainingHook, ...] = (), epochs: float | None = None) -> None:
+def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report: StepReport | None,
+                 hooks: tuple[TrainingHook, ...] = (), epochs: float | None = None, label: str | None = None) -> int:
     """The method's fine-tuning (its rate and distillation; its epochs unless `epochs` is given), with steps
-    and time in the report."""
+    and time in the report (if given); returns the steps. `label` names a second run (its own checkpoints)."""
     if config.hidden_distill_weight > 0:
         depth = len(get_spec(model).layer_list(model))
         hidden = Distillation(hidden_mse_weight=config.hidden_distill_weight)
         hooks = (*hooks, IntermediateDistillation(hidden, list(range(1, depth + 1)), nn.ModuleDict()))
     losses = {} if config.label_weight is None or not config.distill else {
         "hard_weight": config.label_weight, "distill_weight": 1 - config.label_weight}
-    result = finetune(model, ctx, config.method_name, epochs=epochs or config.epochs,
+    result = finetune(model, ctx, label or config.method_name, epochs=epochs or config.epochs,
                       learning_rate=config.learning_rate, max_steps=config.max_steps, distill=config.distill,
                       hooks=hooks, **losses)
-    report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
+    if report is not None:
+        report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
+    return result.steps
 
 
 def planned_schedule(config: SparsityConfig, ctx: Context) -> tuple[CubicSchedule, int]:
