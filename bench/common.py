@@ -8,7 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
-PURE_KD = {"hard_weight": 0.0, "distill_weight": 1.0}  # loss weights: the teacher's soft targets only
 
 
 def mean_std(values: list[float]) -> str:

@@ -78,13 +78,21 @@ def main() -> None:
             model = copy.deepcopy(teacher)
             report = bc.compress(model, bc.MagnitudePruning(sparsity=percent / 100), ctx)
             record(name, model, report.metrics["sparsity"], report.notes, save=percent in (40, 90))
-    def train_each(configs: dict, start=None) -> None:
-        """Each config from a copy of `start` (the teacher by default)."""
+    def train_each(configs: dict, start=None, seed: int = 0) -> None:
+        """Each config from a copy of `start` (the teacher by default). Another seed trains from, distils from
+        and is compared with that seed's teacher, and its model is not kept."""
         for name, config in configs.items():
-            if name not in results:
-                model = copy.deepcopy(start or teacher)
-                report = bc.compress(model, config, dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name)))
-                record(name, model, report.metrics["sparsity"], report.notes)
+            if name in results:
+                continue
+            row_ctx = dataclasses.replace(ctx, workdir=WORK / "ckpt" / slug(name))
+            extra = {}
+            if seed:
+                other = get_teacher("minilm", task, tokenizer, TrainConfig(seed=seed)).model
+                row_ctx = dataclasses.replace(row_ctx, teacher=other, train=TrainConfig(seed=seed), seed=seed)
+                extra = {"save": False, "teacher_accuracy": accuracy(other)}
+            model = copy.deepcopy(start or row_ctx.teacher)
+            report = bc.compress(model, config, row_ctx)
+            record(name, model, report.metrics["sparsity"], report.notes, **extra)
 
     def recovery(sparsity: float, **fields) -> bc.MagnitudePruning:
         """One-shot magnitude pruning, then fine-tuning with the masks fixed."""
@@ -125,22 +133,13 @@ def main() -> None:
     })
     train_each({"RPP 60%" + recovered + kd: recovery(0.6, **hidden)}, start=proximal)
     longer = dict(long, epochs=2 * args.long_epochs)
-    train_each({
-        f"movement (hard, magnitude-initialised scores) 10% left, {longer['epochs']:g} epochs at lr "
-        f"{args.long_learning_rate:g}": bc.MovementPruning(sparsity=0.9, score_init="magnitude", **longer),
-    })
+    longer_budget = f"{longer['epochs']:g} epochs at lr {args.long_learning_rate:g}"
+    train_each({f"movement (hard, magnitude-initialised scores) 10% left, {longer_budget}": bc.MovementPruning(
+        sparsity=0.9, score_init="magnitude", **longer)})
     for seed in (1, 2):  # the 40% target is within seed noise: check it on the other teachers too
-        name = f"{gordon}, seed {seed}"
-        if name not in results:
-            other = get_teacher("minilm", task, tokenizer, TrainConfig(seed=seed)).model
-            other_ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=other, train=TrainConfig(seed=seed),
-                                   seed=seed, workdir=WORK / "ckpt" / slug(name))
-            model = copy.deepcopy(other)
-            report = bc.compress(model, gordon_config, other_ctx)
-            record(name, model, report.metrics["sparsity"], report.notes, save=False,
-                   teacher_accuracy=accuracy(other))
-    train_each({f"magnitude gradual 10% left, {longer['epochs']:g} epochs at lr {args.long_learning_rate:g}":
-                bc.MagnitudePruning(sparsity=0.9, schedule="gradual", **longer)})
+        train_each({f"{gordon}, seed {seed}": gordon_config}, seed=seed)
+    train_each({f"magnitude gradual 10% left, {longer_budget}": bc.MagnitudePruning(
+        sparsity=0.9, schedule="gradual", **longer)})
     train_each({"magnitude one-shot 50%" + recovered + kd: recovery(0.5, **hidden)})
     train_each({
         f"magnitude gradual 10% left, {budget}" + kd: bc.MagnitudePruning(
