@@ -17,9 +17,10 @@ def bertcompress(*args, cwd=None, env=None):
 def assert_clean_error(result, *fragments):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-    text = " ".join(lines)
-    assert text.startswith("error:"), result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{result.stderr}"
+    (text,) = lines
+    assert text.startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in text, text
 
