@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +9,18 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_model, save_model
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from bertcompress.arch.spec import get_spec, spec_for_type
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
-from bertcompress.core.targets import set_submodule
+from bertcompress.files import write_atomically
+from bertcompress.model_dir import (HEAD_ATTRIBUTES, TOKENIZER_FILES, WEIGHTS, apply_manifest, check_against_weights,
+                                    check_head_counts, check_model_dir, meta_model, read_manifest, weight_shapes)
 
 MANIFEST = "manifest.json"
-WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
-HEAD_ATTRIBUTES = ("num_attention_heads", "all_head_size", "n_heads")
 PACKAGED_MODELS = {"minilm": "minilm"}
 
-hf_logging.set_verbosity_error()
-hf_logging.disable_progress_bar()
 
 
 def _module_entries(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -49,29 +44,14 @@ def _head_attributes(model: nn.Module) -> dict[str, dict[str, int]]:
     return found
 
 
-def write_atomically(target: Path, fill) -> Path:
-    """Call `fill(tmp_dir)` and move the result to `target` only when it completes."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        fill(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return target
-
-
 def directory_bytes_of(path: Path, exclude_tokenizer: bool = False) -> int:
     """Bytes of a saved model directory; optionally only weights, config and manifest."""
     keep = {WEIGHTS, MANIFEST, "config.json"} if exclude_tokenizer else None
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and (keep is None or f.name in keep))
 
 
-def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
+def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None = None,
+         overwrite: bool = False) -> Path:
     """Write weights, config, manifest (and tokenizer) so that `load(path)` rebuilds the model alone."""
     manifest = {
         "format": FORMAT_VERSION,
@@ -92,7 +72,7 @@ def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None 
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
 
-    return write_atomically(Path(path), fill)
+    return write_atomically(Path(path), fill, overwrite=overwrite, kind="model")
 
 
 def resolve(source: str | Path) -> Path:
@@ -103,8 +83,6 @@ def resolve(source: str | Path) -> Path:
         return assets.model_dir(PACKAGED_MODELS[str(source)])
     path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise BertCompressError(f"{path}: not a model directory (no config.json)")
         return path
     if path.exists():
         raise BertCompressError(f"{path}: expected a model directory, got a file")
@@ -133,37 +111,63 @@ def _check_head(config, num_labels: int | None, path: Path) -> None:
 def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int = 0) -> nn.Module:
     """A sequence-classification model from a packaged name, a saved bertcompress dir or a HF dir/hub id."""
     path = resolve(source)
-    config = AutoConfig.from_pretrained(path)
-    spec_for_type(config.model_type)
+    check_model_dir(path, need_tokenizer=False)
+    config = _config(path)
     _check_head(config, num_labels, path)
     if (path / MANIFEST).exists():
         model = _load_compressed(path, config)
     else:
         torch.manual_seed(seed)  # a fresh classification head is initialised from the seed
         extra = {"num_labels": num_labels} if num_labels else {}
-        model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise BertCompressError(f"{path}: cannot load the model ({_first_line(error)})") from None
     model._bertcompress_source = str(path)  # where its tokenizer lives
     return model.eval()
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _config(path: Path):
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BertCompressError(f"{path / 'config.json'}: not a usable model config ({_first_line(error)})") from None
+    spec_for_type(config.model_type)
+    return config
+
+
 def _load_compressed(path: Path, config) -> nn.Module:
-    manifest = json.loads((path / MANIFEST).read_text())
-    if manifest.get("format") != FORMAT_VERSION:
-        raise BertCompressError(f"{path / MANIFEST}: unsupported format {manifest.get('format')!r}")
-    model = AutoModelForSequenceClassification.from_config(config)
-    for name, entry in manifest["modules"].items():
-        set_submodule(model, name, rebuild(entry))
-    for name, values in manifest["attributes"].items():
-        module = model.get_submodule(name)
-        for attribute, value in values.items():
-            setattr(module, attribute, value)
+    manifest = read_manifest(path / MANIFEST)
+    if manifest.format != FORMAT_VERSION:
+        raise BertCompressError(f"{path / MANIFEST}: unsupported format {manifest.format!r}")
+
+    def build() -> nn.Module:
+        model = AutoModelForSequenceClassification.from_config(config)
+        apply_manifest(model, manifest, rebuild, path / MANIFEST)
+        return model
+
+    # every shape is checked against the weights' header on the meta device before memory is used
+    check_against_weights(meta_model(build), weight_shapes(path), path / MANIFEST)
+    model = build()
+    check_head_counts(model, path / MANIFEST)
     missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
     if missing or unexpected:
         raise BertCompressError(f"{path / WEIGHTS}: weights do not match the manifest "
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model._bertcompress_history = manifest.get("history", [])
+    model._bertcompress_history = manifest.history
     return model
 
 
 def load_tokenizer(source: str | Path = "minilm"):
-    return AutoTokenizer.from_pretrained(resolve(source))
+    path = resolve(source)
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        raise BertCompressError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+                                "save the tokenizer beside the model")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BertCompressError(f"{path}: cannot load the tokenizer ({_first_line(error)})") from None

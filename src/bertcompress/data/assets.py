@@ -15,6 +15,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from bertcompress.core.errors import BertCompressError
+from bertcompress.files import private_dir
 
 CACHE_ENV = "BERTCOMPRESS_CACHE"
 
@@ -64,9 +65,7 @@ ASSETS: dict[str, Asset] = {
 
 def cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV) or user_cache_dir("bertcompress")
-    path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(Path(root).expanduser())  # it holds checkpoints we load later: others may not write
 
 
 def sha256_of(path: Path) -> str:

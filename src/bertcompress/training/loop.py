@@ -2,6 +2,8 @@
 method hooks, resumable checkpoints, and Accelerate so it runs on CPU, a GPU or several processes."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -20,8 +22,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertcompress.core.errors import BertCompressError, describe_validation_error
 from bertcompress.data.batching import Encoded, model_inputs
+from bertcompress.training.checkpoint import load_state, save_state
 
-CHECKPOINT_FILE = "train_state.pt"
 
 
 class TrainConfig(BaseModel):
@@ -136,23 +138,27 @@ def _example_losses(outputs, batch, teacher, config: TrainConfig, options: dict)
     return config.hard_weight * hard + config.distill_weight * soft, teacher_outputs
 
 
-def _save_checkpoint(directory: Path, model, optimizer, scheduler, hooks, step: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def _run_key(model: nn.Module, n_examples: int, config: TrainConfig, hooks) -> str:
+    """What a checkpoint must match to be resumed: settings, data size, parameter shapes, hooks."""
+    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    described = [config.model_dump(exclude={"checkpoint_every"}), n_examples, shapes,
+                 [type(h).__name__ for h in hooks]]
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _save_checkpoint(directory: Path, run_key: str, model, optimizer, scheduler, hooks, step: int) -> None:
     state = {
         "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "hooks": [h.state_dict() for h in hooks],
         "rng": torch.get_rng_state(),
     }
-    partial = directory / f".{CHECKPOINT_FILE}.partial"
-    torch.save(state, partial)
-    os.replace(partial, directory / CHECKPOINT_FILE)
+    save_state(directory, state, run_key)
 
 
-def _load_checkpoint(directory: Path, model, optimizer, scheduler, hooks) -> int:
-    path = directory / CHECKPOINT_FILE
-    if not path.exists():
+def _load_checkpoint(directory: Path, run_key: str, model, optimizer, scheduler, hooks) -> int:
+    state = load_state(directory, run_key)
+    if state is None:
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -196,7 +202,8 @@ def train(
     steps = total_steps(len(data), config)
     optimizer = _optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
-    start = _load_checkpoint(checkpoint_dir, model, optimizer, scheduler, hooks) if checkpoint_dir else 0
+    run_key = _run_key(model, len(data), config, hooks)
+    start = _load_checkpoint(checkpoint_dir, run_key, model, optimizer, scheduler, hooks) if checkpoint_dir else 0
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     if teacher is not None:
         teacher = teacher.to(accelerator.device).eval()
@@ -237,7 +244,8 @@ def train(
             window = []
         if checkpoint_dir and accelerator.is_main_process and (step + 1) % config.checkpoint_every == 0 \
                 and step + 1 < steps:
-            _save_checkpoint(checkpoint_dir, accelerator.unwrap_model(wrapped), optimizer, scheduler, hooks, step + 1)
+            _save_checkpoint(checkpoint_dir, run_key, accelerator.unwrap_model(wrapped), optimizer, scheduler, hooks,
+                             step + 1)
     progress.close()
     accelerator.wait_for_everyone()
     model.to("cpu").eval()

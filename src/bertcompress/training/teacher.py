@@ -31,7 +31,7 @@ def teacher_key(model_source: str, task: Task, config: TrainConfig) -> str:
     for path in [model_path / "config.json", *weights]:
         digest.update(sha256_of(path).encode())
     digest.update(task.fingerprint().encode())
-    digest.update(json.dumps(config.model_dump(), sort_keys=True).encode())
+    digest.update(json.dumps(config.model_dump(exclude={"checkpoint_every"}), sort_keys=True).encode())
     return digest.hexdigest()[:20]
 
 
