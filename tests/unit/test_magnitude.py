@@ -160,6 +160,41 @@ def test_gradual_pruning_reaches_the_target_at_the_end_of_training(tokenizer):
     assert sum(m.nnz for m in pruned) == total - round(0.8 * total)
 
 
+
+def _zeros_per_linear(model) -> dict[str, tuple[int, int]]:
+    """(zero weights, all weights) of every encoder Linear, however it is stored."""
+    counts = {}
+    for name, module in model.named_modules():
+        if ".encoder." in name and isinstance(module, (nn.Linear, SparseLinear)):
+            weight = module.dense_weight() if isinstance(module, SparseLinear) else module.weight
+            counts[name] = (int((weight == 0).sum()), weight.numel())
+    return counts
+
+
+@pytest.mark.parametrize("schedule", ["one_shot", "gradual"])
+def test_scope_global_ranks_across_linears_and_layer_prunes_each_alike(schedule, tokenizer):
+    """One Linear's weights lifted above 1 in magnitude, another's scaled down 100x: one global threshold keeps
+    all of the first and none of the second; per-Linear thresholds remove exactly half of each."""
+    big, small = "bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.1.attention.output.dense"
+    counts = {}
+    for scope in ("global", "layer"):
+        model = tiny_model()
+        with torch.no_grad():
+            weight = model.get_submodule(big).weight
+            weight.copy_(weight.sign() * (weight.abs() + 1))
+            model.get_submodule(small).weight.mul_(0.01)
+        extra = dict(max_steps=4, prune_every=1, cooldown=1, learning_rate=1e-6) if schedule == "gradual" else {}
+        config = MagnitudePruning(sparsity=0.5, scope=scope, schedule=schedule, distill=False,
+                                  remove_empty_neurons=False, **extra)
+        bc.compress(model, config, context(model, tokenizer))
+        counts[scope] = _zeros_per_linear(model)
+        assert len(counts[scope]) == 12
+        total = sum(n for _, n in counts[scope].values())
+        assert sum(z for z, _ in counts[scope].values()) == total // 2
+    assert all(zeros == n // 2 for zeros, n in counts["layer"].values()), counts["layer"]
+    assert counts["global"][big][0] == 0 and counts["global"][small] == (1024, 1024)
+
+
 # ---- compact storage ---------------------------------------------------------------------------------
 
 def masked_linear(shape=(384, 384), sparsity=0.9, pattern="unstructured", block_size=16, seed=0) -> nn.Linear:
@@ -256,6 +291,21 @@ def test_compressed_model_is_smaller_and_reloads_to_identical_logits(config, tmp
     bc.save(model, tmp_path / "m")
     with torch.no_grad():
         assert torch.equal(bc.load(tmp_path / "m")(**batch).logits, logits)
+
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "block"])
+def test_stored_bytes_fall_monotonically_with_sparsity(pattern, tmp_path, tokenizer):
+    """The README's promise: more sparsity, fewer bytes, in memory and on disk."""
+    in_memory, on_disk = [], []
+    for sparsity in (0.0, 0.2, 0.4, 0.6, 0.8, 0.95):
+        model = tiny_model()
+        config = MagnitudePruning(sparsity=sparsity, pattern=pattern, block_size=8)
+        report = bc.compress(model, config, context(model, tokenizer))
+        in_memory.append(report.bytes_after)
+        on_disk.append(size_on_disk(model)["weights"])
+    assert all(a > b for a, b in zip(in_memory, in_memory[1:])), in_memory
+    assert all(a > b for a, b in zip(on_disk, on_disk[1:])), on_disk
 
 
 # ---- empty units -------------------------------------------------------------------------------------
