@@ -9,27 +9,32 @@ from bertcompress.methods.quantization.packed import PackedLinear
 from tests.conftest import random_batch, tiny_model, toy_task
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
-def test_weight_only_ptq_stores_b_bits_and_error_grows_as_bits_fall(bits):
+def _weight_only(bits: int):
+    """(the quantized copy, its report, its largest logit error) of the tiny model at `bits`."""
     model = tiny_model()
     batch = random_batch()
     with torch.no_grad():
         reference = model(**batch).logits
     quantized = copy.deepcopy(model)
     report = bc.compress(quantized, bc.NaivePTQ(weight_bits=bits), bc.Context())
-    linear = quantized.bert.encoder.layer[0].intermediate.dense
-    assert isinstance(linear, PackedLinear)
-    assert linear.packed.numel() == 48 * 32 * bits // 8
-    assert report.bytes_after < report.bytes_before * (bits / 32 + 0.15)
     with torch.no_grad():
         error = (quantized(**batch).logits - reference).abs().max().item()
-    test_weight_only_ptq_stores_b_bits_and_error_grows_as_bits_fall.errors[bits] = error
-    if len(test_weight_only_ptq_stores_b_bits_and_error_grows_as_bits_fall.errors) == 3:
-        errors = test_weight_only_ptq_stores_b_bits_and_error_grows_as_bits_fall.errors
-        assert errors[8] < errors[4] < errors[2]
+    return quantized, report, error
 
 
-test_weight_only_ptq_stores_b_bits_and_error_grows_as_bits_fall.errors = {}
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_weight_only_ptq_stores_b_bits(bits):
+    quantized, report, error = _weight_only(bits)
+    linear = quantized.bert.encoder.layer[0].intermediate.dense
+    assert isinstance(linear, PackedLinear) and linear.spec.bits == bits
+    assert linear.packed.numel() == 48 * 32 * bits // 8
+    assert report.bytes_after < report.bytes_before * (bits / 32 + 0.15)
+    assert 0 < error
+
+
+def test_weight_only_ptq_error_grows_as_bits_fall():
+    errors = {bits: _weight_only(bits)[2] for bits in (8, 4, 2)}
+    assert errors[8] < errors[4] < errors[2], errors
 
 
 def test_static_activation_ptq_calibrates_ranges(tokenizer, tmp_path):
