@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from bertcompress.cli_errors import INTERRUPTED, report
 from bertcompress.core.errors import BertCompressError
+from bertcompress.files import check_name, check_output_path
+from bertcompress.io import check_sequence_length
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Make BERT-family encoders smaller and faster while keeping their accuracy.")
@@ -22,6 +27,20 @@ EvalFileOpt = typer.Option(None, "--eval", help="held-out data with the same col
 TextColumnOpt = typer.Option("text", help="column with the (first) text")
 PairColumnOpt = typer.Option(None, help="column with the second text of a pair")
 LabelColumnOpt = typer.Option("label", help="column with the label")
+OverwriteOpt = typer.Option(False, "--overwrite", help="replace an output that bertcompress wrote before")
+MaxLengthOpt = typer.Option(64, min=8, max=4096, help="tokens per example (truncation) and latency sequence length")
+RepeatsOpt = typer.Option(20, min=1, help="latency repeats per model and batch size")
+ThreadsOpt = typer.Option(None, min=1, help="torch CPU threads for latency (default: torch's)")
+
+
+class Split(str, Enum):
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
+def SplitOpt(default: str):  # noqa: N802 - an option factory, named like the others
+    return typer.Option(default, help="which split: train, validation or test")
 
 
 def _task(task: str, train: Optional[Path], evaluation: Optional[Path], text_column: str,
@@ -57,16 +76,19 @@ def run(
                                      help="built-in recipe name or YAML path; repeat for several variants"),
     output: Path = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory"),
     name: Optional[str] = typer.Option(None, help="run directory name (default: task-recipes-seed)"),
-    seed: int = typer.Option(0, help="seed for the split, the head initialisation and training"),
+    overwrite: bool = OverwriteOpt,
+    seed: int = typer.Option(0, min=0, help="seed for the split, the head initialisation and training"),
     epochs: float = typer.Option(2.0, help="teacher fine-tuning epochs"),
-    max_steps: Optional[int] = typer.Option(None, help="teacher optimizer steps (overrides --epochs)"),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="teacher optimizer steps (overrides --epochs)"),
     learning_rate: float = typer.Option(6e-5, "--lr"),
-    batch_size: int = typer.Option(32),
-    max_length: int = typer.Option(64, help="tokens per example (truncation) and latency sequence length"),
-    max_train: Optional[int] = typer.Option(None, help="use only the first N training examples"),
-    max_eval: Optional[int] = typer.Option(None, help="use only the first N validation and test examples"),
-    repeats: int = typer.Option(20, help="latency repeats per model and batch size"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads for latency (default: torch's)"),
+    batch_size: int = typer.Option(32, min=1),
+    max_length: int = MaxLengthOpt,
+    max_train: Optional[int] = typer.Option(None, min=1, help="use only the first N training examples"),
+    max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N validation and test examples"),
+    repeats: int = RepeatsOpt,
+    threads: Optional[int] = ThreadsOpt,
+    checkpoint_every: int = typer.Option(100, min=1, help="optimizer steps between resumable training checkpoints"),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="probe each variant's peak memory"),
 ) -> None:
     """Main job: fine-tune the teacher (cached), apply each recipe, evaluate every variant, write a report."""
     from bertcompress.pipeline import RunOptions
@@ -76,27 +98,33 @@ def run(
 
     recipes = [resolve_recipe(r) for r in recipe]
     train_config = TrainConfig(epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
-                               batch_size=batch_size, max_length=max_length, seed=seed)
+                               batch_size=batch_size, max_length=max_length, seed=seed,
+                               checkpoint_every=checkpoint_every)
+    check_name(name) if name is not None else None
+    check_sequence_length(model, max_length)
     spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, max_train, max_eval)
     options = RunOptions(model=model, recipes=recipes, output=output, name=name, train=train_config,
-                         seq_len=max_length, repeats=repeats, threads=threads)
+                         seq_len=max_length, repeats=repeats, threads=threads, measure_memory=memory,
+                         overwrite=overwrite)
     run_pipeline(spec, options, console)
 
 
 @app.command("compress")
 def compress_command(
     model: str = typer.Argument(..., help="a saved or Hugging Face model directory"),
-    out: Path = typer.Option(..., "--out", help="where to save the compressed model"),
+    out: Path = typer.Option(..., "--out", help="where to save the compressed model (a new directory)"),
     recipe: str = typer.Option(..., "--recipe", "-r", help="built-in recipe name or YAML path"),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Apply a recipe that needs no training data to a saved model and save the result."""
     import bertcompress as bc
     from bertcompress.recipe import resolve_recipe
 
     plan = resolve_recipe(recipe)
+    check_output_path(out, overwrite)
     loaded, tokenizer = bc.load(model), bc.load_tokenizer(model)
     _, reports = plan.apply(loaded, bc.Context(tokenizer=tokenizer))
-    bc.save(loaded, out, tokenizer)
+    bc.save(loaded, out, tokenizer, overwrite=overwrite)
     for report in reports:
         console.print(f"{report.method}: {report.modules_changed} modules, "
                       f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
@@ -112,16 +140,18 @@ def eval_command(
     text_column: str = TextColumnOpt,
     text_pair_column: Optional[str] = PairColumnOpt,
     label_column: str = LabelColumnOpt,
-    split: str = typer.Option("test", help="train, validation or test"),
-    seed: int = typer.Option(0, help="seed of the split"),
-    max_eval: Optional[int] = typer.Option(None, help="use only the first N examples"),
-    max_length: int = typer.Option(64),
+    split: Split = SplitOpt("test"),
+    seed: int = typer.Option(0, min=0, help="seed of the split"),
+    max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N examples"),
+    max_length: int = MaxLengthOpt,
 ) -> None:
     """Accuracy and macro-F1 of a (compressed) model on a task split."""
     import bertcompress as bc
     from bertcompress.data.batching import encode
     from bertcompress.evaluation.metrics import score
 
+    split = split.value
+    check_sequence_length(model, max_length)
     spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, max_eval)
     loaded = bc.load(model, num_labels=spec.num_labels)
     result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(model), max_length), spec.num_labels)
@@ -132,15 +162,17 @@ def eval_command(
 @app.command()
 def bench(
     models: list[str] = typer.Argument(..., help="model directories (or 'minilm') to compare, first is the baseline"),
-    batch_size: list[int] = typer.Option([1, 32], "--batch-size", "-b"),
-    seq_len: int = typer.Option(64),
-    repeats: int = typer.Option(20),
-    threads: Optional[int] = typer.Option(None),
+    batch_size: list[int] = typer.Option([1, 32], "--batch-size", "-b", min=1, max=4096),
+    seq_len: int = typer.Option(64, min=1),
+    repeats: int = RepeatsOpt,
+    threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """CPU latency and throughput, models measured interleaved; ratios are to the first model."""
     import bertcompress as bc
     from bertcompress.evaluation.latency import benchmark_many
 
+    for m in models:
+        check_sequence_length(m, seq_len, option="--seq-len")
     loaded = {m: bc.load(m) for m in models}
     results = benchmark_many(loaded, tuple(batch_size), seq_len, repeats, threads=threads)
     table = Table(title=f"seq {seq_len}, {results[models[0]]['threads']} thread(s), median of {repeats}")
@@ -180,32 +212,47 @@ def heads_command(
     text_pair_column: Optional[str] = PairColumnOpt,
     label_column: str = LabelColumnOpt,
     out: Path = typer.Option(Path("runs/heads"), "--out", "-o", help="directory for the tables, summary and heatmaps"),
-    examples: int = typer.Option(256, help="analyse the first N examples of the split"),
-    split: str = typer.Option("validation", help="train, validation or test"),
+    examples: int = typer.Option(256, min=1, help="analyse the first N examples of the split"),
+    split: Split = SplitOpt("validation"),
     keep_one: bool = typer.Option(True, help="also score each head kept alone in its layer (doubles the cost)"),
-    max_length: int = typer.Option(64),
-    seed: int = typer.Option(0, help="seed of the split"),
+    max_length: int = MaxLengthOpt,
+    seed: int = typer.Option(0, min=0, help="seed of the split"),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Attention-head analysis: Kovaleva patterns, Voita roles, Michel ablations and gradient importance."""
     import bertcompress as bc
     from bertcompress.analysis import write_head_analysis
 
+    split = split.value
+    check_output_path(out, overwrite)
+    check_sequence_length(model, max_length)
     spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, None)
     loaded = bc.load(model, num_labels=spec.num_labels)
     path = write_head_analysis(loaded, spec, bc.load_tokenizer(model), out, examples=examples, split=split,
-                               max_length=max_length, keep_one=keep_one)
+                               max_length=max_length, keep_one=keep_one, overwrite=overwrite)
     console.print(f"[green]wrote[/] {path / 'heads.md'}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every failure becomes one `error:` line; `--debug` (anywhere) adds the traceback."""
+    from transformers.utils import logging as hf_logging
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        app()
-    except BertCompressError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]; rerun the same command to resume")
-        sys.exit(130)
+        result = app(args=args, prog_name="bertcompress", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        sys.stderr.write("interrupted; rerun the same command to resume\n")
+        code = INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one place every failure is turned into one line
+        code = report(error, debug)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
 from bertcompress.files import write_atomically
 from bertcompress.model_dir import (HEAD_ATTRIBUTES, TOKENIZER_FILES, WEIGHTS, apply_manifest, check_against_weights,
-                                    check_head_counts, check_model_dir, meta_model, read_manifest, weight_shapes)
+                                    check_head_counts, check_model_dir, meta_model, read_config, read_manifest,
+                                    weight_shapes)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -171,3 +172,15 @@ def load_tokenizer(source: str | Path = "minilm"):
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BertCompressError(f"{path}: cannot load the tokenizer ({_first_line(error)})") from None
+
+
+def check_sequence_length(source: str | Path, length: int, option: str = "--max-length") -> None:
+    """Refuse a sequence length beyond the model's position table before any work starts."""
+    config = read_config(resolve(source))
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int):
+        return
+    if config.get("model_type") == "roberta":  # positions start after the padding index
+        limit -= int(config.get("pad_token_id") or 1) + 1
+    if length > limit:
+        raise BertCompressError(f"{option} {length} is longer than the model's {limit} positions")

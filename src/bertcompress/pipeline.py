@@ -20,7 +20,8 @@ from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many, peak_memory
 from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
-from bertcompress.io import WEIGHTS, directory_bytes_of, load_tokenizer, save, write_atomically
+from bertcompress.files import check_name, check_output_path, write_atomically
+from bertcompress.io import WEIGHTS, directory_bytes_of, load_tokenizer, save
 from bertcompress.recipe import Recipe
 from bertcompress.reports.plots import write_plots
 from bertcompress.reports.tables import variant_table
@@ -43,6 +44,11 @@ class RunOptions:
     repeats: int = 20
     threads: int | None = None
     measure_memory: bool = True
+    overwrite: bool = False
+
+    def run_name(self, task: Task) -> str:
+        recipes = "+".join(r.name for r in self.recipes) or "teacher"
+        return check_name(self.name) if self.name else _slug(f"{task.name}-{recipes}-seed{self.train.seed}", keep="-_+.")
 
 
 def _evaluate_variant(model: nn.Module, valid, test, task: Task, reference: list[int] | None) -> tuple[dict, list]:
@@ -64,6 +70,7 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     """Run the whole job; the run directory appears only when everything in it is written."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
     tokenizer = load_tokenizer(options.model)
     console.print(f"[bold]task[/] {task.name}: {task.counts()}  [bold]model[/] {options.model}")
     teacher = get_teacher(options.model, task, tokenizer, options.train)
@@ -94,8 +101,6 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     latency = benchmark_many(variants, options.batch_sizes, options.seq_len, options.repeats,
                              threads=options.threads)
 
-    name = options.name or f"{task.name}-{'+'.join(r.name for r in options.recipes) or 'teacher'}-seed{options.train.seed}"
-
     def fill(directory: Path) -> None:
         for row in rows:
             variant = row["variant"]
@@ -123,13 +128,14 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
         (directory / "results.json").write_text(json.dumps(results, indent=2))
         (directory / "report.md").write_text(_markdown(results, plots))
 
-    target = write_atomically(Path(options.output) / name, fill)
+    target = write_atomically(target, fill, overwrite=options.overwrite, kind="run")
     console.print(f"[green]report written:[/] {target / 'report.md'}")
     return target
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-")
+def _slug(name: str, keep: str = "-_") -> str:
+    """A single safe path component made from a name."""
+    return "".join(c if c.isalnum() or c in keep else "-" for c in name).strip("-.") or "run"
 
 
 def _add_latency(row: dict, own: dict, teacher: dict, batch_sizes: tuple[int, ...]) -> None:

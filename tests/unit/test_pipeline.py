@@ -1,7 +1,11 @@
 """The main job end to end on a tiny local model and user data: report, results, plots, saved variants."""
 import json
 
+import pytest
+import torch
+
 import bertcompress as bc
+import bertcompress.pipeline as pipeline
 from bertcompress.data import tasks
 from bertcompress.pipeline import RunOptions, run
 from bertcompress.recipe import resolve_recipe
@@ -9,7 +13,9 @@ from bertcompress.training.loop import TrainConfig
 from tests.conftest import tiny_model
 
 
-def test_main_job_writes_a_complete_report_and_reuses_the_teacher(tmp_path, tokenizer, cache):
+@pytest.fixture
+def job(tmp_path, tokenizer, cache):
+    """(task, options) of a short job on a tiny local model and a CSV of 60 rows."""
     model_dir = tmp_path / "tiny"
     tiny_model().bert.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
@@ -19,18 +25,65 @@ def test_main_job_writes_a_complete_report_and_reuses_the_teacher(tmp_path, toke
     options = RunOptions(model=str(model_dir), recipes=[resolve_recipe("dynamic-int8")], output=tmp_path / "runs",
                          name="r", train=TrainConfig(max_steps=15, batch_size=8, learning_rate=3e-3),
                          seq_len=16, repeats=2, measure_memory=False)
+    return task, options
+
+
+def _predictions(model, task, tokenizer) -> list[int]:
+    """Test-split predictions one example at a time, without the library's batching."""
+    with torch.no_grad():
+        return [model(**tokenizer(e.text, return_tensors="pt")).logits.argmax(-1).item()
+                for e in task.split("test")]
+
+
+def test_main_job_writes_a_complete_report_and_reuses_the_teacher(job, tmp_path, tokenizer):
+    task, options = job
     target = run(task, options)
     results = json.loads((target / "results.json").read_text())
     assert [v["variant"] for v in results["variants"]] == ["teacher (fp32)", "dynamic-int8"]
     teacher, int8 = results["variants"]
     assert results["teacher"]["cached"] is False
     assert int8["size_mb"] < teacher["size_mb"] and int8["encoder_linear_mb"] < teacher["encoder_linear_mb"] / 3
-    assert 0 <= int8["test_accuracy"] <= 1 and int8["agreement"] is not None
+    # accuracy and agreement recomputed here from the saved models
+    labels = [e.label for e in task.split("test")]
+    ours = _predictions(bc.load(target / "models" / "dynamic-int8"), task, tokenizer)
+    theirs = _predictions(bc.load(results["teacher"]["path"]), task, tokenizer)
+    assert int8["test_accuracy"] == pytest.approx(sum(p == y for p, y in zip(ours, labels)) / len(labels))
+    assert teacher["test_accuracy"] == pytest.approx(sum(p == y for p, y in zip(theirs, labels)) / len(labels))
+    assert int8["agreement"] == pytest.approx(sum(p == t for p, t in zip(ours, theirs)) / len(labels))
     for name in ("report.md", "accuracy_vs_size.png", "accuracy_vs_latency.png"):
         assert (target / name).stat().st_size > 0
     assert "| dynamic-int8 |" in (target / "report.md").read_text()
     assert bc.load(target / "models" / "dynamic-int8")._bertcompress_history[0]["method"] == "dynamic_int8"
+    options.overwrite = True
     again = json.loads((run(task, options) / "results.json").read_text())
     assert again["teacher"]["cached"] is True
     assert again["variants"][1]["test_accuracy"] == int8["test_accuracy"]
-    assert not list((tmp_path / "runs").glob(".*tmp*"))
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r"]  # no staging left beside it
+
+
+class Injected(RuntimeError):
+    pass
+
+
+def _fail(*args, **kwargs):
+    raise Injected("injected failure")
+
+
+@pytest.mark.parametrize("where", ["benchmark_many", "write_plots"])
+def test_a_failure_mid_run_leaves_no_run_directory(job, tmp_path, monkeypatch, where):
+    """`write_plots` fails after the variants were saved into the run's staging directory."""
+    task, options = job
+    saved = []
+    real = {"benchmark_many": pipeline.benchmark_many, "write_plots": pipeline.write_plots}
+    real_save = pipeline.save
+    monkeypatch.setattr(pipeline, "save", lambda *a, **k: saved.append(real_save(*a, **k)) or saved[-1])
+    monkeypatch.setattr(pipeline, where, _fail)
+    with pytest.raises(Injected):
+        run(task, options)
+    assert len(saved) == (1 if where == "write_plots" else 0)  # the failure came after real work
+    runs = tmp_path / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []
+    monkeypatch.setattr(pipeline, where, real[where])
+    monkeypatch.setattr(pipeline, "save", real_save)
+    target = run(task, options)  # the same name is free: nothing half-written blocks it
+    assert (target / "results.json").exists() and [p.name for p in runs.iterdir()] == ["r"]

@@ -17,7 +17,7 @@ from bertcompress.analysis.roles import (POSITIONAL_MIN, RARE_LIFT, RARE_MIN, Ro
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import Encoded, encode
 from bertcompress.data.tasks import Task
-from bertcompress.io import write_atomically
+from bertcompress.files import check_output_path, write_atomically
 from bertcompress.methods.pruning.importance import gradient_importance
 from bertcompress.reports.tables import markdown_table
 
@@ -150,7 +150,10 @@ def write_analysis_files(analysis: HeadAnalysis, directory: Path) -> None:
 
 
 def write_head_analysis(model: nn.Module, task: Task, tokenizer, out_dir: str | Path, examples: int = 256,
-                        **options) -> Path:
-    """Run `analyze_heads` and write FILES into `out_dir`, which only appears (or is replaced) once complete."""
+                        overwrite: bool = False, **options) -> Path:
+    """Run `analyze_heads` and write FILES into `out_dir`, which only appears once complete; an earlier
+    analysis there is replaced only with `overwrite`."""
+    check_output_path(Path(out_dir), overwrite)
     analysis = analyze_heads(model, task, tokenizer, examples, **options)
-    return write_atomically(Path(out_dir), lambda staging: write_analysis_files(analysis, staging))
+    return write_atomically(Path(out_dir), lambda staging: write_analysis_files(analysis, staging),
+                            overwrite=overwrite, kind="heads")
