@@ -51,7 +51,7 @@ def test_empty_file_and_single_label_are_errors(tmp_path):
 def test_eval_labels_must_be_known(tmp_path):
     (tmp_path / "t.csv").write_text("text,label\na,0\nb,1\n")
     (tmp_path / "e.csv").write_text("text,label\nc,2\n")
-    with pytest.raises(BertCompressError, match=r"labels \['2'\] not seen"):
+    with pytest.raises(BertCompressError, match=r"e.csv:2: label '2' not seen"):
         from_files(tmp_path / "t.csv", tmp_path / "e.csv")
 
 

@@ -120,23 +120,51 @@ def get(name: str, seed: int = 0) -> Task:
     return builder(seed)
 
 
-def _read_rows(path: Path) -> list[dict]:
+CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long documents are legitimate; the stdlib default is 128 KiB
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) pairs from a .csv/.tsv/.jsonl file; every problem names the file and line."""
     if not path.exists():
         raise BertCompressError(f"{path}: data file not found")
+    if path.is_dir():
+        raise BertCompressError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
     suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", newline="") as handle:
-        if suffix in (".jsonl", ".json"):
-            rows = []
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise BertCompressError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            return rows
-        if suffix in (".csv", ".tsv"):
-            return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
-    raise BertCompressError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise BertCompressError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return _json_lines(path, handle) if suffix in (".jsonl", ".json") else _csv_rows(path, handle, suffix)
+    except UnicodeDecodeError as error:
+        raise BertCompressError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                                "save it as UTF-8") from None
+
+
+def _json_lines(path: Path, handle) -> list[tuple[int, dict]]:
+    rows = []
+    for number, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BertCompressError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise BertCompressError(f"{path}:{number}: each line must be a JSON object, got {type(row).__name__}")
+        rows.append((number, row))
+    return rows
+
+
+def _csv_rows(path: Path, handle, suffix: str) -> list[tuple[int, dict]]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as error:
+        raise BertCompressError(f"{path}:{reader.line_num}: malformed {suffix[1:].upper()} ({error})") from None
+    return rows
 
 
 @dataclass(frozen=True)
@@ -146,26 +174,46 @@ class Columns:
     text_pair: str | None = None
 
 
+def _cell(path: Path, line: int, row: dict, column: str) -> str:
+    """A text or label cell; missing, null, empty or non-text values are errors naming file:line:column."""
+    value = row.get(column)
+    if value is None:
+        raise BertCompressError(f"{path}:{line}: column {column!r} is missing or null")
+    if isinstance(value, (dict, list)):
+        raise BertCompressError(f"{path}:{line}: column {column!r} must be text, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise BertCompressError(f"{path}:{line}: column {column!r} is empty")
+    return text
+
+
+def _label_order(raw_labels: list[str]) -> dict[str, int]:
+    """Numeric labels in numeric order, then the others alphabetically."""
+    def key(label: str):
+        numeric = label.lstrip("-").isdigit()
+        return (not numeric, int(label) if numeric else 0, label)
+
+    return {name: i for i, name in enumerate(sorted(set(raw_labels), key=key))}
+
+
 def _examples(path: Path, columns: Columns, label_ids: dict[str, int] | None) -> tuple[list[Example], list[str]]:
     rows = _read_rows(path)
     if not rows:
         raise BertCompressError(f"{path}: dataset is empty")
     wanted = [c for c in (columns.text, columns.label, columns.text_pair) if c]
-    missing = [c for c in wanted if c not in rows[0]]
+    missing = [c for c in wanted if c not in rows[0][1]]
     if missing:
-        raise BertCompressError(f"{path}: missing column(s) {missing}; found {sorted(rows[0])}")
-    raw_labels = [str(row[columns.label]).strip() for row in rows]
-    if label_ids is None:
-        names = sorted(set(raw_labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
-        label_ids = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(raw_labels) - set(label_ids))
-    if unknown:
-        raise BertCompressError(f"{path}: labels {unknown[:5]} not seen in the training file ({sorted(label_ids)})")
-    examples = [
-        Example(text=str(row[columns.text]), label=label_ids[label],
-                text_pair=str(row[columns.text_pair]) if columns.text_pair else None)
-        for row, label in zip(rows, raw_labels)
-    ]
+        raise BertCompressError(f"{path}: missing column(s) {missing}; found {sorted(map(str, rows[0][1]))}")
+    texts = [_cell(path, line, row, columns.text) for line, row in rows]
+    pairs = [_cell(path, line, row, columns.text_pair) if columns.text_pair else None for line, row in rows]
+    raw_labels = [_cell(path, line, row, columns.label) for line, row in rows]
+    label_ids = label_ids if label_ids is not None else _label_order(raw_labels)
+    for (line, _), label in zip(rows, raw_labels):
+        if label not in label_ids:
+            raise BertCompressError(f"{path}:{line}: label {label!r} not seen in the training file "
+                                    f"({sorted(label_ids)})")
+    examples = [Example(text=text, label=label_ids[label], text_pair=pair)
+                for text, pair, label in zip(texts, pairs, raw_labels)]
     return examples, list(label_ids)
 
 

@@ -29,7 +29,7 @@ from bertcompress.training.checkpoint import load_state, save_state
 class TrainConfig(BaseModel):
     """Fine-tuning hyperparameters (also the teacher cache key)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     epochs: float = Field(2.0, gt=0, description="passes over the training split (fractions allowed)")
     max_steps: int | None = Field(None, gt=0, description="train exactly this many optimizer steps (overrides epochs)")
     learning_rate: float = Field(6e-5, gt=0, lt=1)
