@@ -67,3 +67,34 @@ def toy_task():
     words = "good fine superb bad dull awful movie film".split()
     examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
     return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]})
+
+
+class InterruptingTeacher(torch.nn.Module):
+    """Wraps a teacher; its forward number `after + 1` raises KeyboardInterrupt, as Ctrl-C mid-step would.
+    A distilling loop calls the teacher once per step, so `after` steps complete."""
+
+    def __init__(self, teacher: torch.nn.Module, after: int):
+        super().__init__()
+        self.teacher, self.after, self.calls = teacher, after, 0
+
+    def forward(self, **inputs):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.teacher(**inputs)
+
+
+def record_training(monkeypatch, module, hooks: tuple = ()) -> list:
+    """Wrap `module.train` (the loop as that module imported it): each call appends its TrainResult and
+    runs with `hooks` added."""
+    from bertcompress.training import loop
+
+    results = []
+
+    def recorded(*args, **kwargs):
+        kwargs["hooks"] = (*kwargs.get("hooks", ()), *hooks)
+        results.append(loop.train(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, "train", recorded)
+    return results

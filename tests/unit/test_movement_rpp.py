@@ -13,7 +13,7 @@ from bertcompress.methods.pruning.rpp import ProximalL1, ReweightedProximalPruni
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparse_linear import SparseLinear
 from bertcompress.training.loop import TrainConfig, _optimizer
-from tests.conftest import random_batch, tiny_model, toy_task
+from tests.conftest import InterruptingTeacher, random_batch, record_training, tiny_model, toy_task
 
 
 def context(model, tokenizer) -> bc.Context:
@@ -117,22 +117,35 @@ def test_soft_movement_trains_end_to_end(tokenizer):
     assert 0 < report.metrics["sparsity"] < 1
 
 
-def test_movement_checkpoints_resume_to_the_same_model(tokenizer, tmp_path):
-    config = MovementPruning(sparsity=0.5, max_steps=8, prune_every=2)
+@pytest.mark.parametrize("config", [
+    MovementPruning(sparsity=0.5, max_steps=8, prune_every=2),
+    MovementPruning(variant="soft", final_threshold=0.73, l1_weight=1.0, max_steps=8, prune_every=2,
+                    score_learning_rate=0.05, score_init="magnitude"),  # the penalty uses the threshold in force
+], ids=lambda c: c.variant)
+def test_interrupted_movement_run_resumes_to_the_same_model(config, tokenizer, tmp_path, monkeypatch):
+    from bertcompress.training import finetune
+
     straight = tiny_model()
-    bc.compress(straight, config, context(straight, tokenizer))
-    resumed = tiny_model()
-    ctx = context(resumed, tokenizer)
-    ctx.workdir = tmp_path
-    ctx.train = ctx.train.model_copy(update={"checkpoint_every": 3})
-    first = tiny_model()
-    first_ctx = context(first, tokenizer)
-    first_ctx.workdir, first_ctx.train = tmp_path, ctx.train.model_copy(update={"max_steps": None})
-    bc.compress(resumed, config, ctx)  # runs to the end, checkpointing at steps 3 and 6
-    again = tiny_model()
-    bc.compress(again, config, ctx)  # resumes from step 6
+    expected = bc.compress(straight, config, context(straight, tokenizer))
+    results = record_training(monkeypatch, finetune)
+
+    def resumable(model) -> bc.Context:
+        ctx = context(model, tokenizer)
+        ctx.workdir, ctx.train = tmp_path, ctx.train.model_copy(update={"checkpoint_every": 3})
+        return ctx
+
+    interrupted = tiny_model()
+    ctx = resumable(interrupted)
+    ctx.teacher = InterruptingTeacher(ctx.teacher, after=7)  # Ctrl-C during step 8: checkpoints at 3 and 6
+    with pytest.raises(KeyboardInterrupt):
+        bc.compress(interrupted, config, ctx)
+    fresh = tiny_model()  # a new process starts from the original weights
+    report = bc.compress(fresh, config, resumable(fresh))
+    assert results[-1].resumed_from == 6 and results[-1].steps == 8
+    assert report.metrics["mask_sparsity"] == expected.metrics["mask_sparsity"] and \
+        0.3 < report.metrics["mask_sparsity"] < 0.7
     batch = random_batch()
-    assert torch.allclose(logits(again, batch), logits(resumed, batch), atol=1e-5)
+    assert torch.allclose(logits(fresh, batch), logits(straight, batch), atol=1e-5)
 
 
 @pytest.mark.parametrize("bad,field", [({"variant": "soft", "pattern": "n:m"}, "pattern"),
