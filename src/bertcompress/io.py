@@ -137,7 +137,10 @@ def _config(path: Path):
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BertCompressError(f"{path / 'config.json'}: not a usable model config ({_first_line(error)})") from None
-    spec_for_type(config.model_type)
+    try:
+        spec_for_type(config.model_type)
+    except BertCompressError as error:
+        raise BertCompressError(f"{path / 'config.json'}: {error}") from None
     return config
 
 

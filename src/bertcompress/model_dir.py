@@ -85,7 +85,7 @@ def read_manifest(path: Path) -> Manifest:
         manifest = Manifest.model_validate(data)
     except (ValueError, UnicodeDecodeError) as error:
         if isinstance(error, ValidationError):
-            raise BertCompressError(describe_validation_error(str(manifest_path), error)) from None
+            raise BertCompressError(describe_validation_error(f"{manifest_path}: manifest", error)) from None
         raise BertCompressError(f"{manifest_path}: not valid JSON ({error})") from None
     for name, values in manifest.attributes.items():
         bad = sorted(set(values) - set(HEAD_ATTRIBUTES))
@@ -105,6 +105,8 @@ def apply_manifest(model: nn.Module, manifest: Manifest, rebuild, where: Path) -
         _require_submodule(model, name, where)
         try:
             module = rebuild(entry.model_dump(by_alias=True))
+        except BertCompressError as error:
+            raise BertCompressError(f"{where}: module {name!r}: {error}") from None
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise BertCompressError(f"{where}: module {name!r}: bad entry ({type(error).__name__}: {error})") from None
         set_submodule(model, name, module)
