@@ -1,8 +1,15 @@
-"""Every registered method passes the same contract on every tiny model family."""
+"""Every registered method passes the same contract on every tiny model family, one test per property
+(applies, outputs finite, smaller, saves, reloads identically, config round-trips), so that a failure
+names what broke. Each method runs once per family; the property tests share that run."""
+import copy
+from functools import cached_property
+from pathlib import Path
+
 import pytest
 import torch
 
 import bertcompress as bc
+from bertcompress.core.registry import config_from_dict
 from bertcompress.evaluation.size import size_on_disk, stored_bytes
 from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 
@@ -25,32 +32,86 @@ CONTRACT = {
     "qbert_mixed_precision": bc.QBertMixedPrecision(group_size=16, batches=1, batch_size=8, iterations=3),
     "quant_noise": bc.QuantNoise(scheme="int4", max_steps=3, block_size=4),  # iPQ: test_quant_noise.py
 }
+METHODS = sorted(CONTRACT)
+
+
+class Outcome:
+    """One method applied to one tiny model, with what the property tests compare against."""
+
+    def __init__(self, method: str, family: str, tokenizer, directory: Path):
+        self.model, self.batch, self.directory = tiny_model(family), random_batch(), directory
+        ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
+                         train=bc.TrainConfig(batch_size=8, max_length=16))
+        self.bytes_before, self.disk_before = stored_bytes(self.model), size_on_disk(self.model)["weights"]
+        self.report = bc.compress(self.model, CONTRACT[method], ctx)
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(**self.batch).logits
+
+    @cached_property
+    def saved(self) -> Path:
+        return bc.save(self.model, self.directory / "m")
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict:
+    return {}
+
+
+@pytest.fixture
+def outcome(method, family, outcomes, tokenizer, tmp_path_factory) -> Outcome:
+    if (method, family) not in outcomes:
+        outcomes[method, family] = Outcome(method, family, tokenizer, tmp_path_factory.mktemp(f"{method}-{family}"))
+    return outcomes[method, family]
+
+
+def each_method_and_family(test):
+    """Run a property test for every method on every family (ids read `method-family`)."""
+    return pytest.mark.parametrize("family", FAMILIES)(pytest.mark.parametrize("method", METHODS)(test))
 
 
 def test_every_registered_method_is_in_the_contract_table():
     assert set(CONTRACT) == set(bc.registered())
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", sorted(CONTRACT))
-def test_method_contract(method, family, tmp_path, tokenizer):
-    import copy
+@pytest.mark.parametrize("method", METHODS)
+def test_config_round_trips_through_its_dict(method):
+    config = CONTRACT[method]
+    data = config.to_dict()
+    again = config_from_dict(data)
+    assert type(again) is type(config) and again == config and again.to_dict() == data
 
-    model = tiny_model(family)
-    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=copy.deepcopy(model),
-                     train=bc.TrainConfig(batch_size=8, max_length=16))
-    batch = random_batch()
-    before_bytes, before_disk = stored_bytes(model), size_on_disk(model)["weights"]
-    report = bc.compress(model, CONTRACT[method], ctx)
-    assert report.method == method and report.modules_changed > 0
-    assert report.bytes_after < report.bytes_before
+
+@each_method_and_family
+def test_applies(outcome, method):
+    report = outcome.report
+    assert report.method == method and report.config == CONTRACT[method].to_dict()
+    assert report.modules_changed > 0
+    assert outcome.model._bertcompress_history[-1]["method"] == method
+
+
+@each_method_and_family
+def test_outputs_stay_finite(outcome):
+    assert torch.isfinite(outcome.logits).all()
+
+
+@each_method_and_family
+def test_is_smaller(outcome):
+    assert outcome.report.bytes_after < outcome.report.bytes_before
+    assert stored_bytes(outcome.model) < outcome.bytes_before
+    assert size_on_disk(outcome.model)["weights"] < outcome.disk_before
+
+
+@each_method_and_family
+def test_saves(outcome):
+    assert {p.name for p in outcome.saved.iterdir()} >= {"model.safetensors", "manifest.json", "config.json"}
+
+
+@each_method_and_family
+def test_reloads_identically(outcome, method):
+    reloaded = bc.load(outcome.saved)
     with torch.no_grad():
-        logits = model(**batch).logits
-    assert torch.isfinite(logits).all()
-    assert stored_bytes(model) < before_bytes
-    assert size_on_disk(model)["weights"] < before_disk
-    bc.save(model, tmp_path / "m")
-    reloaded = bc.load(tmp_path / "m")
-    with torch.no_grad():
-        assert torch.equal(reloaded(**batch).logits, logits)
+        assert torch.equal(reloaded(**outcome.batch).logits, outcome.logits)
     assert reloaded._bertcompress_history[-1]["method"] == method

@@ -13,11 +13,16 @@ pytest.importorskip("onnxscript")  # the torch.export-based exporter needs it
 from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
+from bertcompress.core.modules import ExportOptions  # noqa: E402
+from bertcompress.core.targets import set_submodule  # noqa: E402
 from bertcompress.data.batching import Encoded  # noqa: E402
 from bertcompress.evaluation import onnx_export as ox  # noqa: E402
 from bertcompress.evaluation.latency import benchmark_many  # noqa: E402
 from bertcompress.evaluation.metrics import predict  # noqa: E402
+from bertcompress.methods.pruning.sparse_linear import SparseLinear  # noqa: E402
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding  # noqa: E402
+from bertcompress.methods.quantization.pq import PQEmbedding, PQLinear  # noqa: E402
+from bertcompress.surgery.linear import LowRankLinear, factorize  # noqa: E402
 from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every export takes a few seconds
@@ -115,7 +120,7 @@ def test_int8_onnx_logits_match_the_int8_arithmetic_and_pytorch(exported):
 def test_int8_graph_is_exact_where_signed_int8_kernels_would_saturate(tmp_path):
     torch.manual_seed(0)
     int8 = DynamicInt8Linear.from_linear(nn.Linear(64, 96))  # uniform init: many weights near +-127
-    module = ox.OnnxInt8Linear(int8).eval()
+    module = int8.export_standin(ExportOptions()).eval()  # what the exporter traces in its place
     x = torch.randn(3, 7, 64) * 3
     x[..., ::2] += 6  # activation codes far above 127 in adjacent pairs: where AVX2 u8s8 int16 sums saturate
     path = tmp_path / "linear.onnx"
@@ -150,6 +155,29 @@ def test_packed_modules_export_as_dequantized_fp32(tmp_path, tokenizer):
     bc.compress(model, config, ctx)
     path = ox.export_onnx(model, tmp_path / "packed.onnx", seq_len=16)
     # fixed-range input fake quantization and dequantized weights: the same fp32 arithmetic as PyTorch
+    assert ox.max_logit_difference(model, path, random_batch()) <= 1e-4
+
+
+def test_every_replacement_exports_through_its_stand_in_or_as_itself(tmp_path):
+    model = tiny_model()
+    layer = "bert.encoder.layer.0"
+    query = model.get_submodule(f"{layer}.attention.self.query")
+    with torch.no_grad():
+        query.weight[query.weight.abs() < 0.05] = 0  # some zeros for the sparse storage
+    replacements = {
+        f"{layer}.attention.self.query": SparseLinear.from_linear(query),  # stand-in: dense Linear
+        f"{layer}.attention.self.key": PQLinear.from_linear(model.get_submodule(f"{layer}.attention.self.key"), 4, 8),
+        f"{layer}.intermediate.dense": factorize(model.get_submodule(f"{layer}.intermediate.dense"), 8),  # itself
+        "bert.embeddings.word_embeddings": PQEmbedding.from_embedding(model.bert.embeddings.word_embeddings, 4, 8),
+    }
+    for name, module in replacements.items():
+        set_submodule(model, name, module)
+    with ox.onnx_view(model) as view:
+        traced = {name: type(view.get_submodule(name)) for name in replacements}
+    assert traced[f"{layer}.intermediate.dense"] is LowRankLinear  # no stand-in of its own: the default
+    assert traced[f"{layer}.attention.self.query"] is nn.Linear and traced["bert.embeddings.word_embeddings"] is nn.Embedding
+    assert all(type(model.get_submodule(name)) is type(module) for name, module in replacements.items())  # restored
+    path = ox.export_onnx(model, tmp_path / "replaced.onnx", seq_len=16)
     assert ox.max_logit_difference(model, path, random_batch()) <= 1e-4
 
 

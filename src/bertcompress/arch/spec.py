@@ -8,6 +8,10 @@ import torch.nn as nn
 from bertcompress.core.errors import BertCompressError
 
 LINEAR_ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
+# Where a self-attention module keeps its head count (BERT-likes: num_attention_heads, DistilBERT: n_heads),
+# and every attribute that changes when heads are removed: the count and the heads' total width.
+HEAD_COUNT_ATTRIBUTES = ("num_attention_heads", "n_heads")
+HEAD_ATTRIBUTES = (*HEAD_COUNT_ATTRIBUTES, "all_head_size")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,11 @@ SPECS: dict[str, ArchSpec] = {
         layers_key="n_layers",
     ),
 }
+
+
+def head_count_of(attention: nn.Module) -> int:
+    """The head count a self-attention module keeps, under whichever name its family uses."""
+    return next(getattr(attention, a) for a in HEAD_COUNT_ATTRIBUTES if hasattr(attention, a))
 
 
 def spec_for_type(model_type: str) -> ArchSpec:

@@ -1,24 +1,45 @@
-"""Everything a method may need besides the model: task data, tokenizer, teacher, training settings, seed."""
+"""Everything a method may need besides the model: task data, tokenizer, teacher, training settings, seed.
+
+The task and training settings are described by the small protocols below, so `core` needs nothing from
+`data` or `training` (their `Task` and `TrainConfig` satisfy them)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch.nn as nn
     from transformers import PreTrainedTokenizerBase
 
-    from bertcompress.data.tasks import Task
-    from bertcompress.training.loop import TrainConfig
+
+class TaskData(Protocol):
+    """What methods read from a task: its name, label count and examples per split."""
+
+    name: str
+
+    @property
+    def num_labels(self) -> int: ...
+
+    def split(self, name: str) -> Sequence[Any]: ...
+
+
+class TrainSettings(Protocol):
+    """The training settings a Context carries; methods read a few and copy them with their own changes."""
+
+    batch_size: int
+    max_length: int
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "TrainSettings": ...
 
 
 @dataclass
 class Context:
-    task: "Task | None" = None
+    task: TaskData | None = None
     tokenizer: "PreTrainedTokenizerBase | None" = None
     teacher: "nn.Module | None" = None
-    train: "TrainConfig | None" = None
+    train: TrainSettings | None = None
     seed: int = 0
     workdir: Path | None = None
     extras: dict = field(default_factory=dict)

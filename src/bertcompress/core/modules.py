@@ -1,17 +1,35 @@
-"""Modules that replace stock layers (quantized, factorised, ...) and know how to rebuild their empty shell.
+"""Modules that replace stock layers (quantized, factorised, sparse, ...): the replacement protocol.
 
-Saving records each replacement's `manifest_entry()`; loading calls `from_manifest(entry)` to recreate
-the module with the right shapes and dtypes before the saved weights are loaded into it.
+A replacement module knows how to
+- describe and rebuild its empty shell: saving records `manifest_entry()`; loading calls
+  `from_manifest(entry)` to recreate the module with the right shapes and dtypes before the weights load;
+- stand in for itself in an exported graph: `export_standin(options)` returns an ONNX-traceable module
+  with the same outputs (e.g. integer ONNX ops, or a dequantized fp32 Linear). Exporters ask every
+  replacement for it and never need to know the module's type. By default (a module that defines none)
+  the stand-in is the module itself, which then must export as is (only traceable ops in `forward`).
+Its stored bytes need no method: `core.bytes.stored_bytes` counts what its state dict saves.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
 import torch.nn as nn
 
 from bertcompress.core.errors import BertCompressError
 
 _REPLACEMENTS: dict[str, type] = {}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Choices an exporter passes to every stand-in; each module reads those that concern it.
+
+    signed_int8: int8 weights as int8 (u8s8 kernels: faster, exact only on VNNI/ARM CPUs) rather than
+    as uint8 with zero point 128 (u8u8: exact everywhere)."""
+
+    signed_int8: bool = False
 
 
 class Replacement(Protocol):
@@ -20,9 +38,21 @@ class Replacement(Protocol):
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> nn.Module: ...
 
+    def export_standin(self, options: ExportOptions) -> nn.Module: ...
+
+
+def _itself(self: nn.Module, options: ExportOptions) -> nn.Module:
+    return self
+
 
 def replacement(cls: type) -> type:
-    """Class decorator: make a replacement module loadable by name."""
+    """Class decorator: make a replacement module loadable by name (and give it the default stand-in)."""
+    known = _REPLACEMENTS.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(f"a replacement module named {cls.__name__} is already registered "
+                         f"({known.__module__}); manifests name modules by class, so names must be unique")
+    if not hasattr(cls, "export_standin"):
+        cls.export_standin = _itself
     _REPLACEMENTS[cls.__name__] = cls
     return cls
 
@@ -43,3 +73,19 @@ def rebuild(entry: dict[str, Any]) -> nn.Module:
 def linear_entry(module: nn.Linear) -> dict[str, Any]:
     return {"class": "Linear", "in_features": module.in_features, "out_features": module.out_features,
             "bias": module.bias is not None}
+
+
+def frozen_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A plain fp32 Linear holding a copy of these values: the stand-in of a Linear stored in another form."""
+    out_features, in_features = weight.shape
+    linear = nn.Linear(in_features, out_features, bias=bias is not None).requires_grad_(False)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+def frozen_embedding(weight: torch.Tensor, padding_idx: int | None) -> nn.Embedding:
+    """A plain fp32 Embedding holding a copy of this table: the stand-in of a table stored in another form."""
+    return nn.Embedding.from_pretrained(weight.detach().float().clone(), freeze=True, padding_idx=padding_idx)

@@ -7,8 +7,11 @@ from typing import Any
 
 @dataclass
 class StepReport:
-    method: str
-    config: dict[str, Any]
+    """`compress` fills method, config, seconds and the byte counts; a handler returns `StepReport()` with
+    only what is its own: modules changed, notes, metrics."""
+
+    method: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     modules_changed: int = 0
     bytes_before: int = 0

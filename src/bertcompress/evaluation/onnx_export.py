@@ -1,7 +1,8 @@
 """ONNX export of (compressed) sequence classifiers, run in onnxruntime beside the PyTorch models.
 
-Our int8 Linears export as DynamicQuantizeLinear + MatMulInteger over the stored int8 weights, which
-onnxruntime fuses into its int8 GEMM ops (DynamicQuantizeMatMul / MatMulIntegerToFloat).
+Replacement modules trace as the stand-ins they provide through the protocol in `core.modules` (int8
+Linears, for example, as DynamicQuantizeLinear + MatMulInteger over the stored int8 weights); this module
+knows no compression method.
 """
 from __future__ import annotations
 
@@ -16,110 +17,40 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bertcompress.core.modules import ExportOptions, is_replacement
 from bertcompress.core.targets import set_submodule
-from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
-from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 
 OUTPUT = "logits"
 
 
-class OnnxInt8Linear(nn.Module):
-    """Export-only stand-in for DynamicInt8Linear: the same int8 weights and scales, as ONNX integer ops.
-
-    Activations are quantized per call to uint8 with a zero point (DynamicQuantizeLinear, full 8 bits);
-    DynamicInt8Linear's FBGEMM kernel uses 7 bits (reduce_range), so the two differ by rounding noise.
-    By default weights are stored as uint8 = int8 + 128 with zero point 128 (same bytes, same values):
-    ORT's u8s8 kernel on AVX2 CPUs without VNNI saturates int16 pair sums once activations pass 127,
-    while its u8u8 kernel is exact everywhere. `signed=True` keeps int8 (u8s8: faster, exact only on
-    VNNI or ARM CPUs). Outside export, forward computes the same arithmetic in float64: a reference."""
-
-    def __init__(self, source: DynamicInt8Linear, signed: bool = False):
-        super().__init__()
-        # MatMulInteger computes x @ B, so B is the [in, out] transpose of our [out, in] rows
-        weight_t = source.weight_int8.t().contiguous()
-        if not signed:
-            weight_t = (weight_t.to(torch.int16) + 128).to(torch.uint8)
-        self.register_buffer("weight_t", weight_t)
-        self.register_buffer("weight_zero", torch.tensor(0 if signed else 128, dtype=weight_t.dtype))
-        self.register_buffer("weight_scale", source.weight_scale.detach().clone())
-        self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
-
-    def _integer_matmul(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out_shape = (*x.shape[:-1], self.weight_t.shape[1])
-        if torch.onnx.is_in_onnx_export():
-            q, scale, zero = torch.onnx.ops.symbolic_multi_out(
-                "DynamicQuantizeLinear", (x,), dtypes=(torch.uint8, torch.float32, torch.uint8),
-                shapes=(x.shape, [], []), version=11)
-            acc = torch.onnx.ops.symbolic("MatMulInteger", (q, self.weight_t, zero, self.weight_zero),
-                                          dtype=torch.int32, shape=out_shape, version=10)
-            return acc, scale
-        low, high = x.min().clamp(max=0), x.max().clamp(min=0)  # the ONNX DynamicQuantizeLinear rule
-        scale = ((high - low) / 255).clamp_min(1e-30)
-        zero = torch.round(-low / scale).clamp(0, 255)
-        q = (torch.round(x / scale) + zero).clamp(0, 255)
-        weight = self.weight_t.double() - self.weight_zero.double()
-        return (q - zero).double() @ weight, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc, scale = self._integer_matmul(x)
-        # Cast -> Mul(x_scale * w_scale) -> Add(bias): the exact pattern ORT fuses into one int8 op
-        y = acc.float() * (scale * self.weight_scale)
-        return y if self.bias is None else y + self.bias
-
-
-class DequantizedLinear(nn.Module):
-    """Export-only stand-in for PackedLinear: fp32 dequantized weights (ORT has no 2-7 bit GEMM), keeping
-    the fixed-range input fake quantization when the module has one."""
-
-    def __init__(self, source: PackedLinear):
-        super().__init__()
-        self.register_buffer("weight", source.dequantized_weight().float())
-        self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
-        self.input_range = None
-        if source.input_spec is not None:
-            spec = source.input_spec
-            self.input_range = (spec.qmin, spec.qmax)
-            self.register_buffer("input_scale", source.input_scale.detach().clone())
-            self.register_buffer("input_zero", source.input_zero.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_range is not None:
-            codes = (torch.round(x / self.input_scale) + self.input_zero).clamp(*self.input_range)
-            x = (codes - self.input_zero) * self.input_scale
-        return F.linear(x, self.weight, self.bias)
-
-
-def _dequantized_embedding(source: PackedEmbedding) -> nn.Embedding:
-    return nn.Embedding.from_pretrained(source.weight.clone(), freeze=True, padding_idx=source.padding_idx)
-
-
-def _stand_in(module: nn.Module, signed_int8: bool) -> nn.Module:
-    if isinstance(module, DynamicInt8Linear):
-        return OnnxInt8Linear(module, signed_int8)
-    if isinstance(module, PackedLinear):
-        return DequantizedLinear(module)
-    return _dequantized_embedding(module)
-
-
-# Int8Embedding needs no stand-in: it exports as a Gather on the int8 table times the gathered row scales
-REPLACED_FOR_EXPORT = (DynamicInt8Linear, PackedLinear, PackedEmbedding)
+def _standins(model: nn.Module, options: ExportOptions) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """{name: (replacement, its stand-in)} for every replacement module that traces as another module;
+    a replaced module's children go with it, so they are not visited."""
+    swaps: dict[str, tuple[nn.Module, nn.Module]] = {}
+    for name, module in model.named_modules():
+        if not is_replacement(module) or any(name.startswith(f"{outer}.") for outer in swaps):
+            continue
+        standin = module.export_standin(options)
+        if standin is not module:
+            swaps[name] = (module, standin)
+    return swaps
 
 
 @contextlib.contextmanager
 def onnx_view(model: nn.Module, signed_int8: bool = False) -> Iterator[nn.Module]:
-    """The model in eval mode with exportable stand-ins swapped in place; all is restored on exit."""
-    originals = {name: m for name, m in model.named_modules() if isinstance(m, REPLACED_FOR_EXPORT)}
+    """The model in eval mode with each replacement module's export stand-in (see core.modules) swapped in
+    place; all is restored on exit."""
+    swaps = _standins(model, ExportOptions(signed_int8=signed_int8))
     training = model.training
     try:
-        for name, module in originals.items():
-            set_submodule(model, name, _stand_in(module, signed_int8))
+        for name, (_, standin) in swaps.items():
+            set_submodule(model, name, standin)
         yield model.eval()
     finally:
-        for name, module in originals.items():
-            set_submodule(model, name, module)
+        for name, (original, _) in swaps.items():
+            set_submodule(model, name, original)
         model.train(training)
 
 
@@ -190,7 +121,7 @@ def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: in
 
     Uses the torch.export-based exporter (the TorchScript one is deprecated); opset 18 is the lowest it
     implements, lower ones go through onnx's version converter. One file, so models must be under 2 GB.
-    `signed_int8`: see OnnxInt8Linear (int8 weights as u8s8 are only exact on VNNI/ARM CPUs)."""
+    `signed_int8`: see core.modules.ExportOptions (int8 weights as u8s8 are only exact on VNNI/ARM CPUs)."""
     import onnx
 
     path, names = Path(path), input_names(model)

@@ -8,15 +8,9 @@ from pathlib import Path
 import torch.nn as nn
 
 from bertcompress.arch.spec import get_spec
+from bertcompress.core.bytes import stored_bytes, stored_tensors, tensor_bytes
 
-
-def stored_tensors(module: nn.Module):
-    """(name, tensor) for every parameter and persistent buffer: exactly what the state dict saves."""
-    return module.state_dict().items()
-
-
-def stored_bytes(module: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for _, t in stored_tensors(module))
+__all__ = ["stored_bytes", "stored_tensors", "counts_by_component", "encoder_linear_bytes", "size_on_disk"]
 
 
 def counts_by_component(model: nn.Module) -> dict[str, dict[str, int]]:
@@ -28,7 +22,7 @@ def counts_by_component(model: nn.Module) -> dict[str, dict[str, int]]:
             continue  # index buffers, not weights
         component = spec.component_of(model, name)
         elements[component] += tensor.numel()
-        size[component] += tensor.numel() * tensor.element_size()
+        size[component] += tensor_bytes(tensor)
     components = ("embeddings", "attention", "ffn", "other")
     return {
         "parameters": {c: elements[c] for c in components} | {"total": sum(elements.values())},

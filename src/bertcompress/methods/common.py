@@ -1,24 +1,45 @@
-"""Pieces every method uses: swap chosen modules for their compressed versions, counting bytes."""
+"""Pieces every method uses: choose the Linears a config targets, swap modules for compressed versions."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch.nn as nn
+from pydantic import Field
 
 from bertcompress.arch.spec import get_spec
+from bertcompress.core.config import MethodConfig
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import set_submodule
-from bertcompress.evaluation.size import stored_bytes
+from bertcompress.core.targets import select_modules, set_submodule
+
+
+DEFAULT_IGNORE = ("re:.*classifier.*",)
+
+
+class LinearTargets(MethodConfig):
+    """Fields of methods that act on chosen Linears (see `chosen_linears`)."""
+
+    targets: list[str] | None = Field(
+        None, description="module names, class names or 're:' regexes; default: every encoder Linear")
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE),
+                              description="patterns left unchanged (by default the task head)")
+
+
+def chosen_linears(model: nn.Module, config: LinearTargets) -> dict[str, nn.Linear]:
+    """The Linears `config.targets` (default: every encoder Linear) choose, minus `config.ignore`.
+
+    A pattern the user wrote that matches no Linear is an error naming it; the default ignore pattern
+    need not match (a model's head may be named otherwise)."""
+    return select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
+                          kinds=(nn.Linear,), field=f"{config.method_name}.targets",
+                          ignore_field=f"{config.method_name}.ignore", may_miss=DEFAULT_IGNORE)
 
 
 def replace_each(model: nn.Module, modules: dict[str, nn.Module], make: Callable[[str, nn.Module], nn.Module],
                  report: StepReport) -> None:
-    """Replace every module in `modules` by `make(name, module)`, adding their bytes to the report."""
+    """Replace every module in `modules` by `make(name, module)`, counting them in the report (`compress`
+    counts their bytes)."""
     for name, module in modules.items():
-        replacement = make(name, module)
-        report.bytes_before += stored_bytes(module)
-        report.bytes_after += stored_bytes(replacement)
-        set_submodule(model, name, replacement)
+        set_submodule(model, name, make(name, module))
         report.modules_changed += 1
 
 

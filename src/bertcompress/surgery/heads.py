@@ -6,11 +6,9 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from bertcompress.arch.spec import get_spec
+from bertcompress.arch.spec import HEAD_COUNT_ATTRIBUTES, get_spec, head_count_of
 from bertcompress.core.errors import BertCompressError
 from bertcompress.surgery.linear import _require_linear, keep_columns, keep_rows
-
-HEAD_COUNT_ATTRIBUTES = ("num_attention_heads", "n_heads")
 
 
 def _attention(model: nn.Module, layer: int) -> nn.Module:
@@ -19,8 +17,7 @@ def _attention(model: nn.Module, layer: int) -> nn.Module:
 
 
 def head_count(model: nn.Module, layer: int) -> int:
-    attention = _attention(model, layer)
-    return next(getattr(attention, a) for a in HEAD_COUNT_ATTRIBUTES if hasattr(attention, a))
+    return head_count_of(_attention(model, layer))
 
 
 def _validate(model: nn.Module, layer: int, heads: set[int]) -> int:

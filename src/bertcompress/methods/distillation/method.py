@@ -14,7 +14,6 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.distillation import losses
 from bertcompress.methods.distillation.mapping import layer_map
 from bertcompress.methods.distillation.students import keep_teacher_layers
@@ -143,7 +142,7 @@ def _set_attention(models: list[nn.Module], implementation: str) -> list[str]:
 
 @register(Distillation)
 def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     teacher = ctx.teacher
     if config.needs_teacher() and teacher is None:
         raise BertCompressError("distillation: soft_weight and the intermediate losses need a teacher in the "
@@ -173,7 +172,6 @@ def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> 
         if previous:
             for m, implementation in zip([model, teacher], previous):
                 m.set_attn_implementation(implementation)
-    report.bytes_after = stored_bytes(model)
     report.modules_changed = len(report.metrics.get("kept_teacher_layers", [])) or 1
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1),
                            "losses": ["hard"] * (config.hard_weight > 0) + ["soft"] * (config.soft_weight > 0)

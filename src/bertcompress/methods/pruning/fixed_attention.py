@@ -17,7 +17,6 @@ from bertcompress.core.registry import register
 from bertcompress.core.targets import set_submodule
 from bertcompress.core.report import StepReport
 from bertcompress.data.batching import encode
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.checks import require_stock_attention
 from bertcompress.methods.pruning.fixed_patterns import FixedPatternAttention, from_attention, head_rows
 from bertcompress.methods.pruning.importance import gradient_importance
@@ -109,7 +108,7 @@ def _check_training_context(config: FixedAttention, ctx: Context) -> None:
 
 @register(FixedAttention)
 def apply_fixed_attention(model: nn.Module, config: FixedAttention, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     require_stock_attention(model, config.method_name)
     _check_training_context(config, ctx)
     learned = _learned_heads(model, config, ctx)
@@ -120,7 +119,6 @@ def apply_fixed_attention(model: nn.Module, config: FixedAttention, ctx: Context
         steps = finetune(model, ctx, config.method_name, epochs=config.epochs or 1.0,
                          learning_rate=config.learning_rate, max_steps=config.max_steps,
                          distill=config.distill).steps
-    report.bytes_after = stored_bytes(model)
     report.metrics.update({"learned_heads": learned, "head_patterns": layout, "train_steps": steps})
     report.notes.append(f"kept learned attention in heads {learned} (per layer, original indices); the other "
                         f"heads follow {list(config.patterns)}; fine-tuned {steps} steps")

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bertcompress.arch.spec import head_count_of
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import replacement
 
@@ -147,7 +148,7 @@ def from_attention(attention: nn.Module, layout: str, learned: list[int],
     (the caller must reorder the attention-output columns the same way when it lives outside, as in BERT)."""
     names = LAYOUTS[layout]
     size = attention.attention_head_size
-    count = attention.n_heads if layout == "distilbert" else attention.num_attention_heads
+    count = head_count_of(attention)
     fixed = [h for h in range(count) if h not in learned]
     value = getattr(attention, names[2])
     module = FixedPatternAttention(layout, value.in_features, count, size, len(learned), patterns,

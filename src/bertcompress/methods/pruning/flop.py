@@ -11,20 +11,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field
 
-from bertcompress.arch.spec import get_spec
-from bertcompress.core.config import MethodConfig
+from bertcompress.core.bytes import stored_bytes
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import select_modules, set_submodule
-from bertcompress.evaluation.size import stored_bytes
+from bertcompress.core.targets import set_submodule
+from bertcompress.methods.common import LinearTargets, chosen_linears
 from bertcompress.methods.pruning.hard_concrete import HardConcreteGates
 from bertcompress.surgery.linear import LowRankLinear
 from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import OWN_LEARNING_RATE, TrainingHook
 
 
-class FLOP(MethodConfig):
+class FLOP(LinearTargets):
     """Low-rank factorization with L0-gated ranks, trained to a parameter budget."""
 
     method_name = "flop"
@@ -38,8 +37,6 @@ class FLOP(MethodConfig):
     gate_learning_rate: float = Field(0.01, gt=0, lt=1, description="of the gates' log-alpha")
     lagrangian_learning_rate: float = Field(0.01, gt=0, lt=1, description="of λ1 and λ2 (gradient ascent)")
     distill: bool = Field(True, description="distil from the context's unpruned teacher")
-    targets: list[str] | None = Field(None, description="default: every encoder Linear")
-    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
 
 
 class GatedLowRankLinear(nn.Module):
@@ -151,9 +148,8 @@ def _kept_ranks(layers: dict[str, GatedLowRankLinear], budget: float) -> dict[st
 
 @register(FLOP)
 def apply_flop(model: nn.Module, config: FLOP, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
-    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                             kinds=(nn.Linear,))
+    report = StepReport()
+    linears = chosen_linears(model, config)
     gated = {name: GatedLowRankLinear(linear, config.gate_learning_rate) for name, linear in linears.items()}
     for name, layer in gated.items():
         set_submodule(model, name, layer)
@@ -169,7 +165,6 @@ def apply_flop(model: nn.Module, config: FLOP, ctx: Context) -> StepReport:
     for name, layer in gated.items():
         set_submodule(model, name, layer.finalize(keep[name]))
     kept = sum(stored_bytes(model.get_submodule(name)) for name in gated) / 4  # fp32 values
-    report.bytes_after = stored_bytes(model)
     report.modules_changed = len(gated)
     ranks = {name: int(k.sum()) for name, k in keep.items()}
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1),

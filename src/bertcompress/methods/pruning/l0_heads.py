@@ -15,7 +15,6 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.checks import require_stock_attention
 from bertcompress.methods.pruning.hard_concrete import HardConcreteGates
 from bertcompress.surgery import head_count, prune_heads
@@ -184,7 +183,7 @@ def _check_target(model: nn.Module, config: L0HeadGates) -> None:
 
 @register(L0HeadGates)
 def apply_l0_heads(model: nn.Module, config: L0HeadGates, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     require_stock_attention(model, config.method_name)
     _check_target(model, config)
     before = sum(head_count(model, i) for i in range(len(get_spec(model).layer_list(model))))
@@ -195,7 +194,6 @@ def apply_l0_heads(model: nn.Module, config: L0HeadGates, ctx: Context) -> StepR
                           max_steps=config.max_steps, distill=config.distill, hooks=hooks)
         plan = finalize_gates(model, gates, config)
     report.modules_changed, survivors = apply_gate_plan(model, plan)
-    report.bytes_after = stored_bytes(model)
     removed = sum(len(heads) for heads in plan["remove"].values())
     report.metrics.update({
         "surviving_heads": survivors, "heads_per_layer": [len(s) for s in survivors], "heads_removed": removed,

@@ -14,7 +14,6 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.surgery import prune_layers
 from bertcompress.training.finetune import finetune
 
@@ -78,15 +77,14 @@ class LayerDropList(nn.ModuleList):
 
 @register(LayerRemoval)
 def apply_layer_removal(model: nn.Module, config: LayerRemoval, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     _cut(model, config.keep, config.strategy, report)
-    report.bytes_after = stored_bytes(model)
     return report
 
 
 @register(LayerDrop)
 def apply_layerdrop(model: nn.Module, config: LayerDrop, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     layers = get_spec(model).layer_list(model)
     if config.keep is not None:
         kept_layers(len(layers), config.keep, config.strategy)  # fail before training, not after
@@ -101,5 +99,4 @@ def apply_layerdrop(model: nn.Module, config: LayerDrop, ctx: Context) -> StepRe
     report.notes.append(f"LayerDrop p={config.p} for {result.steps} steps")
     if config.keep is not None:
         _cut(model, config.keep, config.strategy, report)
-    report.bytes_after = stored_bytes(model)
     return report

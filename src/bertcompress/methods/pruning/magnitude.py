@@ -12,7 +12,6 @@ from pydantic import Field
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.masks import (MaskRule, attach_masks, compute_masks, magnitude_scores,
                                                 update_masks)
 from bertcompress.methods.pruning.schedules import CubicSchedule
@@ -74,7 +73,7 @@ def _prune_once(model: nn.Module, linears: dict, config: MagnitudePruning, ctx: 
 
 @register(MagnitudePruning)
 def apply_magnitude_pruning(model: nn.Module, config: MagnitudePruning, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     linears = prunable_linears(model, config)
     (_prune_gradually if config.schedule == "gradual" else _prune_once)(model, linears, config, ctx, report)
     finish_sparse_model(model, linears, config, report, f"{config.schedule} magnitude pruning")

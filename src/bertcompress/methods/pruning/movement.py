@@ -20,7 +20,6 @@ from pydantic import Field
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.masks import FixedMask, MaskRule, compute_masks, sparsity_of
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, planned_schedule,
@@ -120,7 +119,7 @@ class MovementMasking(TrainingHook):
 
 @register(MovementPruning)
 def apply_movement_pruning(model: nn.Module, config: MovementPruning, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     linears = prunable_linears(model, config)
     # soft: τ ramps from 0 to final_threshold along the same cubic curve (its sparsity only sets the shape)
     schedule, _ = planned_schedule(config.model_copy(update={"sparsity": config.sparsity or 0.5})

@@ -16,7 +16,6 @@ from pydantic import Field
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.masks import attach_masks, compute_masks, magnitude_scores, sparsity_of
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, prunable_linears,
                                                    train_pruned)
@@ -72,7 +71,7 @@ def proximal_training(model: nn.Module, linears: dict[str, nn.Module], config: R
 
 @register(ReweightedProximalPruning)
 def apply_rpp(model: nn.Module, config: ReweightedProximalPruning, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     linears = prunable_linears(model, config)
     exact_zeros = proximal_training(model, linears, config, ctx, report)
     attach_masks(linears, compute_masks(magnitude_scores(linears), config.sparsity, config.rule(), config.scope))

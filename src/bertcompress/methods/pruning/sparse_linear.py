@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, frozen_linear, replacement
 
 STORAGES = ("bitmask", "index", "block")
 KERNELS = ("auto", "dense", "csr", "bsr")
@@ -232,6 +232,10 @@ class SparseLinear(nn.Module):
     def from_manifest(cls, entry: dict[str, Any]) -> "SparseLinear":
         return cls(entry["in_features"], entry["out_features"], entry["bias"], entry["storage"], entry["nnz"],
                    entry["block_size"], entry.get("kernel", "auto"))
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        """The dense weight: sparse CSR/BSR tensors do not trace, and ORT's dense GEMM is the fast path."""
+        return frozen_linear(self.dense_weight(), None if self.bias is None else self.bias.detach())
 
 
 def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

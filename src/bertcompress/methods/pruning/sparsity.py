@@ -9,12 +9,12 @@ import torch.nn as nn
 from pydantic import Field
 
 from bertcompress.arch.spec import get_spec
-from bertcompress.core.config import MethodConfig
+from bertcompress.core.bytes import stored_bytes
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import select_modules, set_submodule
-from bertcompress.evaluation.size import stored_bytes
+from bertcompress.core.targets import set_submodule
+from bertcompress.methods.common import LinearTargets, chosen_linears
 from bertcompress.methods.distillation.method import Distillation, IntermediateDistillation
 from bertcompress.methods.pruning.empty_units import empty_rows_and_columns, remove_empty_ffn_neurons
 from bertcompress.methods.pruning.masks import MaskRule, bake_masks, sparsity_of
@@ -24,7 +24,7 @@ from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import TrainConfig, TrainingHook, total_steps
 
 
-class SparsityConfig(MethodConfig):
+class SparsityConfig(LinearTargets):
     """Fields shared by the weight-level pruning methods."""
 
     sparsity: float = Field(0.5, description="fraction of weights removed, in [0, 1); n:m fixes it at 1 - n/m")
@@ -48,8 +48,6 @@ class SparsityConfig(MethodConfig):
         0.0, ge=0, description="distill: also MSE to the teacher's hidden states after every layer (pruning "
         "keeps the widths, so layer j matches teacher layer j)")
     remove_empty_neurons: bool = Field(True, description="physically remove FFN neurons pruning emptied")
-    targets: list[str] | None = Field(None, description="default: every encoder Linear")
-    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
 
     def __init__(self, **data: Any) -> None:
         n, m = data.get("n", 2), data.get("m", 4)
@@ -87,8 +85,7 @@ class SparsityConfig(MethodConfig):
 
 
 def prunable_linears(model: nn.Module, config: SparsityConfig) -> dict[str, nn.Linear]:
-    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                             kinds=(nn.Linear,))
+    linears = chosen_linears(model, config)
     rule = config.rule()
     for name, linear in linears.items():
         rule.check_shape(tuple(linear.weight.shape), name)
@@ -152,7 +149,6 @@ def finish_sparse_model(model: nn.Module, linears: dict[str, nn.Module], config:
     empty = empty_rows_and_columns(linears)
     neurons = remove_empty_ffn_neurons(model, list(linears)) if config.remove_empty_neurons else {}
     stored = _store_compactly(model, list(linears), config.block_size if config.pattern == "block" else 0)
-    report.bytes_after = stored_bytes(model)
     report.modules_changed = len(stored)
     report.metrics.update({"sparsity": round(achieved, 4), "empty_rows_columns": empty,
                            "ffn_neurons_removed": neurons, "stored_as": stored})

@@ -14,7 +14,6 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
 from bertcompress.data.batching import encode
-from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.importance import gradient_importance, lowest_units, magnitude_importance
 from bertcompress.surgery import head_count, prune_ffn_neurons, prune_heads
 from bertcompress.training.finetune import finetune
@@ -62,7 +61,7 @@ def _scores(model: nn.Module, config: _StructuredPruning, ctx: Context, kind: st
 
 
 def prune_structured(model: nn.Module, config: _StructuredPruning, ctx: Context, kind: str) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict(), bytes_before=stored_bytes(model))
+    report = StepReport()
     original = sum(_units(model, kind))
     target = round(config.fraction * original)
     removed_total = 0
@@ -76,7 +75,6 @@ def prune_structured(model: nn.Module, config: _StructuredPruning, ctx: Context,
         if config.recovery_epochs > 0:
             finetune(model, ctx, f"{config.method_name}-{iteration}", epochs=config.recovery_epochs,
                      learning_rate=config.learning_rate, distill=config.distill)
-    report.bytes_after = stored_bytes(model)
     report.modules_changed = removed_total
     remaining = _units(model, kind)
     report.metrics.update({f"{kind}_per_layer": remaining, f"{kind}_removed": removed_total,

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, replacement
+from bertcompress.methods.quantization.int8_export import OnnxInt8Linear
 
 
 def quantize_rows(weight: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,10 +96,14 @@ class DynamicInt8Linear(nn.Module):
     def from_manifest(cls, entry: dict[str, Any]) -> "DynamicInt8Linear":
         return cls(entry["in_features"], entry["out_features"], entry["bias"], entry["reduce_range"])
 
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        return OnnxInt8Linear(self, options.signed_int8)
+
 
 @replacement
 class Int8Embedding(nn.Module):
-    """Embedding table stored as int8 rows with one scale per row; rows are dequantized after the lookup."""
+    """Embedding table stored as int8 rows with one scale per row; rows are dequantized after the lookup.
+    Exports as itself (the default stand-in): a Gather on the int8 table times the gathered row scales."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         super().__init__()

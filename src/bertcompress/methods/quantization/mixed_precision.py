@@ -119,7 +119,7 @@ def _embedding_finding(table: Mapping[str, Mapping[str, Any]]) -> tuple[bool | N
                    f"(Ω={omega:.4g}); most sensitive: {top} (Ω={table[top]['sensitivity']:.4g})")
 
 
-@register(QBertMixedPrecision)
+@register(QBertMixedPrecision, bytes_of="replaced_modules")
 def apply_qbert_mixed_precision(model: nn.Module, config: QBertMixedPrecision, ctx: Context) -> StepReport:
     groups = components(model, config.embeddings)
     _check_group_size(groups, config.group_size)
@@ -129,7 +129,7 @@ def apply_qbert_mixed_precision(model: nn.Module, config: QBertMixedPrecision, c
                  "per_batch": values} for c, values in eigenvalues.items()}
     bits = assign_bits({c: row["sensitivity"] for c, row in table.items()},
                        {c: row["parameters"] for c, row in table.items()}, config.bit_choices, config.average_bits)
-    report = StepReport(method=config.method_name, config=config.to_dict())
+    report = StepReport()
     for component, modules in groups.items():
         table[component]["bits"] = bits[component]
         spec = QuantSpec(bits[component], config.symmetric, "group", config.group_size)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, frozen_embedding, frozen_linear, replacement
 from bertcompress.methods.quantization.quantizers import (QuantSpec, dequantize, fake_quantize, pack_bits,
                                                           quantize, unpack_bits)
 
@@ -103,6 +103,27 @@ class PackedLinear(nn.Module):
         return cls(entry["in_features"], entry["out_features"], entry["bias"], spec_from_dict(entry["spec"]),
                    spec_from_dict(entry["input_spec"]))
 
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        """fp32 dequantized weights (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
+        linear = frozen_linear(self.dequantized_weight().float(), None if self.bias is None else self.bias.detach())
+        if self.input_spec is None:
+            return linear
+        return nn.Sequential(FixedRangeQuantizer(self.input_scale, self.input_zero, self.input_spec), linear)
+
+
+class FixedRangeQuantizer(nn.Module):
+    """Export stand-in of a fixed-range input fake quantizer: round to the grid and back, in plain ops."""
+
+    def __init__(self, scale: torch.Tensor, zero: torch.Tensor, spec: QuantSpec):
+        super().__init__()
+        self.qmin, self.qmax = spec.qmin, spec.qmax
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("zero", zero.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes = (torch.round(x / self.scale) + self.zero).clamp(self.qmin, self.qmax)
+        return (codes - self.zero) * self.scale
+
 
 @replacement
 class PackedEmbedding(nn.Module):
@@ -152,3 +173,6 @@ class PackedEmbedding(nn.Module):
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> "PackedEmbedding":
         return cls(entry["num_embeddings"], entry["embedding_dim"], entry["padding_idx"], spec_from_dict(entry["spec"]))
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        return frozen_embedding(self.weight, self.padding_idx)

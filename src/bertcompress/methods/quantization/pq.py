@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, frozen_embedding, frozen_linear, replacement
 
 ASSIGN_CHUNK = 65_536  # sub-vectors per distance computation: bounds memory for embedding tables
 
@@ -115,6 +115,9 @@ class PQLinear(ProductQuantized):
         return cls(entry["in_features"], entry["out_features"], entry["bias"], entry["block_size"],
                    entry["codebook_size"])
 
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        return frozen_linear(self.rebuilt_weight().detach(), None if self.bias is None else self.bias.detach())
+
 
 @replacement
 class PQEmbedding(ProductQuantized):
@@ -153,3 +156,6 @@ class PQEmbedding(ProductQuantized):
     def from_manifest(cls, entry: dict[str, Any]) -> "PQEmbedding":
         return cls(entry["num_embeddings"], entry["embedding_dim"], entry["padding_idx"], entry["block_size"],
                    entry["codebook_size"])
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        return frozen_embedding(self.rebuilt_weight(), self.padding_idx)

@@ -7,19 +7,16 @@ from typing import Literal
 import torch.nn as nn
 from pydantic import Field
 
-from bertcompress.arch.spec import get_spec
-from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import select_modules
-from bertcompress.methods.common import replace_each, word_embeddings
+from bertcompress.methods.common import LinearTargets, chosen_linears, replace_each, word_embeddings
 from bertcompress.methods.quantization.calibration import observe_input_ranges
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.quantizers import QuantSpec
 
 
-class NaivePTQ(MethodConfig):
+class NaivePTQ(LinearTargets):
     """Round-to-nearest post-training quantization, weight-only or weight + static activation."""
 
     method_name = "naive_ptq"
@@ -32,17 +29,14 @@ class NaivePTQ(MethodConfig):
     percentile: float = Field(99.99, gt=50, le=100, description="for the percentile observer")
     calibration_examples: int = Field(256, ge=1, description="training examples used to observe ranges")
     embeddings: bool = Field(False, description="also quantize the word-embedding table (same bits)")
-    targets: list[str] | None = Field(None, description="default: every encoder Linear")
-    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
 
     def weight_spec(self) -> QuantSpec:
         return QuantSpec(self.weight_bits, self.symmetric, self.granularity, self.group_size)
 
 
-@register(NaivePTQ)
+@register(NaivePTQ, bytes_of="replaced_modules")
 def apply_naive_ptq(model: nn.Module, config: NaivePTQ, ctx: Context) -> StepReport:
-    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                             kinds=(nn.Linear,))
+    linears = chosen_linears(model, config)
     spec = config.weight_spec()
     for name, linear in linears.items():
         spec.check_shape(linear.weight.shape, name)
@@ -51,7 +45,7 @@ def apply_naive_ptq(model: nn.Module, config: NaivePTQ, ctx: Context) -> StepRep
         input_spec = QuantSpec(config.activation_bits, symmetric=False, granularity="tensor")
         ranges = observe_input_ranges(model, linears, ctx, config.calibration_examples, config.observer,
                                       config.percentile, "naive_ptq.activation_bits")
-    report = StepReport(method=config.method_name, config=config.to_dict())
+    report = StepReport()
     replace_each(model, linears,
                  lambda name, linear: PackedLinear.from_linear(linear, spec, input_spec, ranges.get(name)), report)
     if config.embeddings:

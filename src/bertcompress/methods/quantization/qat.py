@@ -9,20 +9,17 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 from pydantic import Field
 
-from bertcompress.arch.spec import get_spec
-from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import select_modules
-from bertcompress.methods.common import embedding_tables, replace_each
+from bertcompress.methods.common import LinearTargets, chosen_linears, embedding_tables, replace_each
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams, qparams_from_range
 from bertcompress.training.finetune import finetune
 
 
-class Q8BertQAT(MethodConfig):
+class Q8BertQAT(LinearTargets):
     """Quantization-aware fine-tuning (Zafrir et al., Q8BERT), then conversion to int8 kernels."""
 
     method_name = "q8bert_qat"
@@ -40,8 +37,6 @@ class Q8BertQAT(MethodConfig):
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     distill: bool = Field(True, description="distil from the context's fp32 teacher during QAT")
-    targets: list[str] | None = Field(None, description="default: every encoder Linear")
-    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
 
 
 class WeightFakeQuant(nn.Module):
@@ -96,8 +91,7 @@ def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
 
 
 def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
-    linears = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                             kinds=(nn.Linear,))
+    linears = chosen_linears(model, config)
     weight_spec = QuantSpec(config.bits, True, config.granularity)
     handles = []
     for linear in linears.values():
@@ -141,9 +135,9 @@ def convert(model: nn.Module, linears: dict, tables: dict, handles: list, report
     replace_each(model, tables, int_table, report)
 
 
-@register(Q8BertQAT)
+@register(Q8BertQAT, bytes_of="replaced_modules")
 def apply_q8bert_qat(model: nn.Module, config: Q8BertQAT, ctx: Context) -> StepReport:
-    report = StepReport(method=config.method_name, config=config.to_dict())
+    report = StepReport()
     linears, tables, handles = prepare(model, config)
     result = finetune(model, ctx, "q8bert_qat", epochs=config.epochs, learning_rate=config.learning_rate,
                       max_steps=config.max_steps, distill=config.distill)

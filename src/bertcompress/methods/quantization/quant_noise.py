@@ -11,13 +11,10 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 from pydantic import Field
 
-from bertcompress.arch.spec import get_spec
-from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.core.targets import select_modules
-from bertcompress.methods.common import embedding_tables, replace_each
+from bertcompress.methods.common import LinearTargets, chosen_linears, embedding_tables, replace_each
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.pq import (PQEmbedding, PQLinear, ProductQuantized, kmeans, reconstruct,
@@ -27,7 +24,7 @@ from bertcompress.training.finetune import finetune
 from bertcompress.training.loop import TrainingHook
 
 
-class QuantNoise(MethodConfig):
+class QuantNoise(LinearTargets):
     """Train with quantization noise on a random fraction of weight blocks, then quantize all weights."""
 
     method_name = "quant_noise"
@@ -45,8 +42,6 @@ class QuantNoise(MethodConfig):
     centroid_learning_rate: float = Field(1e-4, gt=0, lt=1, description="ipq: rate of centroid fine-tuning")
     distill: bool = Field(True, description="distil from the context's fp32 teacher")
     seed: int = 0
-    targets: list[str] | None = Field(None, description="default: every encoder Linear")
-    ignore: list[str] = Field(default_factory=lambda: ["re:.*classifier.*"])
 
 
 class BlockNoise(nn.Module):
@@ -119,10 +114,9 @@ def _finetune_centroids(model: nn.Module, config: QuantNoise, ctx: Context, repo
     report.metrics["centroid_steps"] = result.steps
 
 
-@register(QuantNoise)
+@register(QuantNoise, bytes_of="replaced_modules")
 def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> StepReport:
-    noisy = select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
-                           kinds=(nn.Linear,))
+    noisy = chosen_linears(model, config)
     if config.embeddings:
         noisy.update(embedding_tables(model))
     generator = torch.Generator().manual_seed(config.seed)
@@ -133,7 +127,7 @@ def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> Ste
                       max_steps=config.max_steps, distill=config.distill, hooks=hooks)
     for module in noisy.values():
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-    report = StepReport(method=config.method_name, config=config.to_dict())
+    report = StepReport()
     replace_each(model, noisy, _final(config), report)
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
     if config.scheme == "ipq" and config.centroid_epochs > 0:
