@@ -69,6 +69,18 @@ def toy_task():
     return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]})
 
 
+def interrupt_at(step: int):
+    """A training hook that raises KeyboardInterrupt after optimizer step `step` (-1: never), as Ctrl-C would."""
+    from bertcompress.training.loop import TrainingHook
+
+    class Interrupt(TrainingHook):
+        def after_step(self, model, at, total_steps):
+            if at == step:
+                raise KeyboardInterrupt
+
+    return Interrupt()
+
+
 class InterruptingTeacher(torch.nn.Module):
     """Wraps a teacher; its forward number `after + 1` raises KeyboardInterrupt, as Ctrl-C mid-step would.
     A distilling loop calls the teacher once per step, so `after` steps complete."""

@@ -7,9 +7,9 @@ import torch
 
 from bertcompress.data.tasks import Example
 from bertcompress.training import teacher as teacher_module
-from bertcompress.training.loop import TrainConfig, TrainingHook
+from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import get_teacher
-from tests.conftest import random_batch, record_training, tiny_model, toy_task
+from tests.conftest import interrupt_at, random_batch, record_training, tiny_model, toy_task
 
 CONFIG = TrainConfig(max_steps=8, batch_size=8, learning_rate=3e-3, max_length=16, checkpoint_every=3)
 
@@ -22,17 +22,6 @@ def source(tmp_path, tokenizer):
     return str(tmp_path / "tiny")
 
 
-class Interrupt(TrainingHook):
-    """Ctrl-C after optimizer step `at` (-1: never)."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def after_step(self, model, step, total_steps):
-        if step == self.at:
-            raise KeyboardInterrupt
-
-
 def _logits(model) -> torch.Tensor:
     with torch.no_grad():
         return model(**random_batch()).logits
@@ -43,10 +32,10 @@ def test_interrupted_teacher_fine_tune_resumes_to_the_same_teacher(source, token
     monkeypatch.setenv("BERTCOMPRESS_CACHE", str(cache / "straight"))
     straight = get_teacher(source, task, tokenizer, CONFIG)
     monkeypatch.setenv("BERTCOMPRESS_CACHE", str(cache / "resumed"))
-    record_training(monkeypatch, teacher_module, hooks=(Interrupt(at=7),))
+    record_training(monkeypatch, teacher_module, hooks=(interrupt_at(7),))
     with pytest.raises(KeyboardInterrupt):  # checkpoints at steps 3 and 6 are kept
         get_teacher(source, task, tokenizer, CONFIG)
-    results = record_training(monkeypatch, teacher_module, hooks=(Interrupt(at=-1),))
+    results = record_training(monkeypatch, teacher_module, hooks=(interrupt_at(-1),))
     resumed = get_teacher(source, task, tokenizer, CONFIG)
     assert results[0].resumed_from == 6 and results[0].steps == 8 and resumed.cached is False
     assert resumed.path.name == straight.path.name

@@ -4,7 +4,7 @@ import torch
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import Encoded
 from bertcompress.training.loop import TrainConfig, TrainingHook, distillation_loss, global_batch, train
-from tests.conftest import tiny_model
+from tests.conftest import interrupt_at, tiny_model
 
 
 def learnable_data(n: int = 48) -> Encoded:
@@ -51,24 +51,15 @@ def test_grouping_by_length_cuts_padding():
     assert padded[True] < 0.7 * padded[False]
 
 
-class Interrupt(TrainingHook):
-    def __init__(self, at: int):
-        self.at = at
-
-    def after_step(self, model, step, total_steps):
-        if step == self.at:
-            raise KeyboardInterrupt
-
-
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     config = TrainConfig(max_steps=10, batch_size=8, learning_rate=1e-3, checkpoint_every=3)
     straight = tiny_model()
     train(straight, learnable_data(), config)
     resumed = tiny_model()
     with pytest.raises(KeyboardInterrupt):
-        train(resumed, learnable_data(), config, hooks=(Interrupt(at=8),), checkpoint_dir=tmp_path)
+        train(resumed, learnable_data(), config, hooks=(interrupt_at(8),), checkpoint_dir=tmp_path)
     fresh = tiny_model()  # a new process would start from the original weights
-    result = train(fresh, learnable_data(), config, hooks=(Interrupt(at=-1),), checkpoint_dir=tmp_path)
+    result = train(fresh, learnable_data(), config, hooks=(interrupt_at(-1),), checkpoint_dir=tmp_path)
     assert result.resumed_from == 6
     for key, value in _weights(straight).items():
         assert torch.allclose(value, fresh.state_dict()[key], atol=1e-6), key
