@@ -63,18 +63,17 @@ class ArchSpec:
         return "other"
 
 
+def _by_role(*paths: str) -> dict[str, str]:
+    """A layer's Linear paths, given in LINEAR_ROLES order."""
+    return dict(zip(LINEAR_ROLES, paths, strict=True))
+
+
 _BERT_LIKE = dict(
     embeddings="embeddings",
     layers="encoder.layer",
     self_attention="attention.self",
-    linears={
-        "query": "attention.self.query",
-        "key": "attention.self.key",
-        "value": "attention.self.value",
-        "attention_output": "attention.output.dense",
-        "ffn_in": "intermediate.dense",
-        "ffn_out": "output.dense",
-    },
+    linears=_by_role("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "intermediate.dense", "output.dense"),
     heads_key="num_attention_heads",
     hidden_key="hidden_size",
     intermediate_key="intermediate_size",
@@ -91,14 +90,8 @@ SPECS: dict[str, ArchSpec] = {
         embeddings="embeddings",
         layers="transformer.layer",
         self_attention="attention",
-        linears={
-            "query": "attention.q_lin",
-            "key": "attention.k_lin",
-            "value": "attention.v_lin",
-            "attention_output": "attention.out_lin",
-            "ffn_in": "ffn.lin1",
-            "ffn_out": "ffn.lin2",
-        },
+        linears=_by_role("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "ffn.lin1",
+                         "ffn.lin2"),
         heads_key="n_heads",
         hidden_key="dim",
         intermediate_key="hidden_dim",
