@@ -64,13 +64,10 @@ def violations(source: str, module: str) -> list[str]:
 
 
 def source_files() -> dict[str, str]:
-    """{module name: source} for every file of the package."""
-    files = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        files[module] = path.read_text(encoding="utf-8")
-    return files
+    """{module name: source} for every file of the package; a package's own file keeps its `__init__`, so
+    that relative imports resolve from it like from any module of the package."""
+    return {".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts): path.read_text(encoding="utf-8")
+            for path in PACKAGE.rglob("*.py")}
 
 
 def test_the_rules_see_every_layer_they_name():
@@ -95,6 +92,8 @@ def test_layer_imports_only_below_it(layer):
     ("from bertcompress import core", "bertcompress.evaluation.size", False),
     ("import bertcompress as bc", "bertcompress.evaluation.latency", True),
     ("from ..methods import common", "bertcompress.evaluation.size", True),
+    ("from . import bytes", "bertcompress.core.__init__", False),
+    ("from .. import methods", "bertcompress.core.__init__", True),
     ("from bertcompress.arch.spec import get_spec", "bertcompress.core.api", True),
     ("from bertcompress.core.bytes import stored_bytes", "bertcompress.evaluation.size", False),
     ("from bertcompress.core import errors", "bertcompress.core.api", False),
