@@ -15,7 +15,7 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
 from bertcompress.files import write_atomically
 from bertcompress.model_dir import (HEAD_ATTRIBUTES, TOKENIZER_FILES, WEIGHTS, apply_manifest, check_against_weights,
-                                    check_head_counts, check_model_dir, meta_model, read_config, read_manifest,
+                                    check_head_counts, check_model_dir, check_runs, meta_model, read_config, read_manifest,
                                     weight_shapes)
 
 MANIFEST = "manifest.json"
@@ -162,6 +162,7 @@ def _load_compressed(path: Path, config) -> nn.Module:
     if missing or unexpected:
         raise BertCompressError(f"{path / WEIGHTS}: weights do not match the manifest "
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    check_runs(model.eval(), path / MANIFEST)
     model._bertcompress_history = manifest.history
     return model
 

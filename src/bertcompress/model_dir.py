@@ -162,3 +162,15 @@ def meta_model(build) -> Any:
     """Build on the meta device: shapes without memory, so absurd sizes cost nothing."""
     with torch.device("meta"):
         return build()
+
+
+def check_runs(model: nn.Module, where: Path) -> None:
+    """One forward pass on two tokens: manifest values of the wrong type surface here, not in the user's job."""
+    ids = torch.full((1, 2), min(5, model.config.vocab_size - 1), dtype=torch.long)
+    try:
+        with torch.no_grad():  # not inference_mode: modules may cache tensors that training reuses later
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    except (RuntimeError, TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
+        message = (str(error).strip().splitlines() or [""])[0][:200]
+        raise BertCompressError(f"{where}: the model it describes does not run ({type(error).__name__}: "
+                                f"{message})") from None

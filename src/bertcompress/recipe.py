@@ -91,7 +91,8 @@ def _step(item: Any, index: int, source: str) -> MethodConfig:
     try:
         return config_type(str(item["method"]))(**fields)
     except BertCompressError as error:
-        raise BertCompressError(f"{where} ({item['method']}): {error}") from None
+        named = f" ({item['method']})" if item["method"].isidentifier() else ""  # echo only safe names
+        raise BertCompressError(f"{where}{named}: {error}") from None
 
 
 def builtin_recipes() -> dict[str, Path]:
