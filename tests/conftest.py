@@ -14,17 +14,18 @@ TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_he
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0) -> torch.nn.Module:
+def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, layers: int = 2) -> torch.nn.Module:
     torch.manual_seed(seed)
+    tiny = {**TINY, "num_hidden_layers": layers}
     if family == "bert":
-        return BertForSequenceClassification(BertConfig(num_labels=num_labels, **TINY)).eval()
+        return BertForSequenceClassification(BertConfig(num_labels=num_labels, **tiny)).eval()
     if family == "roberta":
-        config = RobertaConfig(num_labels=num_labels, pad_token_id=1, **{**TINY, "max_position_embeddings": 70})
+        config = RobertaConfig(num_labels=num_labels, pad_token_id=1, **{**tiny, "max_position_embeddings": 70})
         return RobertaForSequenceClassification(config).eval()
     if family == "electra":
-        return ElectraForSequenceClassification(ElectraConfig(num_labels=num_labels, embedding_size=32, **TINY)).eval()
+        return ElectraForSequenceClassification(ElectraConfig(num_labels=num_labels, embedding_size=32, **tiny)).eval()
     if family == "distilbert":
-        config = DistilBertConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=48, dropout=0.0,
+        config = DistilBertConfig(vocab_size=64, dim=32, n_layers=layers, n_heads=4, hidden_dim=48, dropout=0.0,
                                   attention_dropout=0.0, max_position_embeddings=64, num_labels=num_labels)
         return DistilBertForSequenceClassification(config).eval()
     raise ValueError(family)
