@@ -57,6 +57,7 @@ def benchmark_many(
                 "p90_ms": round(sorted(samples)[int(0.9 * (len(samples) - 1))] * 1000, 3),
                 "throughput": round(batch_size / median, 2),
                 "repeats": repeats,
+                "samples_ms": [round(t * 1000, 3) for t in samples],  # round by round, for paired ratios
             }
     return results
 
