@@ -229,4 +229,5 @@ def from_files(train: Path, evaluation: Path | None = None, columns: Columns = C
     else:
         held_out, _ = _examples(Path(evaluation), columns, {n: i for i, n in enumerate(label_names)})
         splits = {"train": examples, "validation": held_out, "test": held_out}
-    return Task(name or train.stem, label_names, splits, f"user data from {train.name}")
+    return Task(name or train.stem, label_names, splits, f"user data from {train.name}",
+                {"validation_is_test": evaluation is not None})

@@ -9,18 +9,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+MARKERS = "os^Dvp<>hX8P"
+MIN_SPAN_POINTS = 4.0  # a y-axis narrower than this turns a few examples into a cliff
+
+
 def scatter(rows: list[dict], x_key: str, x_label: str, path: Path, title: str) -> Path:
-    figure, axes = plt.subplots(figsize=(6, 4.2), dpi=120)
-    for row in rows:
+    """One numbered point per variant, its name in a legend beside the plot (never on top of other points)."""
+    figure, axes = plt.subplots(figsize=(8.4, 4.4), dpi=120)
+    for index, row in enumerate(rows):
         x, y = row[x_key], 100 * row["test_accuracy"]
-        axes.scatter([x], [y], s=60, marker="*" if row["is_teacher"] else "o", zorder=3)
-        axes.annotate(row["variant"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        marker = "*" if row.get("is_teacher") else MARKERS[index % len(MARKERS)]
+        axes.scatter([x], [y], s=110 if marker == "*" else 55, marker=marker, zorder=3,
+                     label=f"{index + 1}. {row['variant']}")
+        axes.annotate(str(index + 1), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ys = [100 * r["test_accuracy"] for r in rows]
+    middle, span = (max(ys) + min(ys)) / 2, max(max(ys) - min(ys), MIN_SPAN_POINTS) * 1.2
+    axes.set_ylim(middle - span / 2, middle + span / 2)
+    axes.set_xlim(0, max(r[x_key] for r in rows) * 1.15)
     axes.set_xlabel(x_label)
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
-    xs = [r[x_key] for r in rows]
-    axes.set_xlim(0, max(xs) * 1.35)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
