@@ -15,11 +15,11 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, safe_open
 
-from bertcompress.arch.spec import get_spec
+from bertcompress.arch.spec import HEAD_ATTRIBUTES, get_spec
 from bertcompress.core.errors import BertCompressError, describe_validation_error
+from bertcompress.core.modules import is_replacement
 
 WEIGHTS = "model.safetensors"
-HEAD_ATTRIBUTES = ("num_attention_heads", "all_head_size", "n_heads")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 MAX_DIMENSION = 1 << 20
 
@@ -145,6 +145,8 @@ def check_head_counts(model: nn.Module, where: Path) -> None:
     spec = get_spec(model)
     for index, layer in enumerate(spec.layer_list(model)):
         attention = layer.get_submodule(spec.self_attention)
+        if is_replacement(attention):
+            continue  # e.g. fixed-pattern attention: its query holds only the learned heads' rows
         heads = getattr(attention, "num_attention_heads", getattr(attention, "n_heads", None))
         size = getattr(attention, "attention_head_size", None)
         query = layer.get_submodule(spec.linears["query"])

@@ -13,7 +13,7 @@ from bertcompress.core.api import compress
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.registry import config_type
+from bertcompress.core.registry import config_from_dict
 from bertcompress.core.report import StepReport
 
 BUILTIN_DIR = Path(__file__).parent / "recipes"
@@ -87,9 +87,8 @@ def _step(item: Any, index: int, source: str) -> MethodConfig:
     if not isinstance(item["method"], str):
         raise BertCompressError(f"{where}: 'method' must be a method name, got {item['method']!r}")
     _check_values(item, where)
-    fields = {k: v for k, v in item.items() if k != "method"}
     try:
-        return config_type(str(item["method"]))(**fields)
+        return config_from_dict(item)
     except BertCompressError as error:
         named = f" ({item['method']})" if item["method"].isidentifier() else ""  # echo only safe names
         raise BertCompressError(f"{where}{named}: {error}") from None

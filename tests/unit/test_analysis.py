@@ -13,8 +13,10 @@ from bertcompress.analysis.heads import FILES
 from bertcompress.analysis.patterns import classify_map
 from bertcompress.analysis.roles import role_counts, role_label
 from bertcompress.arch.spec import get_spec
+from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import encode
 from bertcompress.evaluation.metrics import predict
+from bertcompress.files import MARKER
 from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 
 CONTENT = 7
@@ -175,11 +177,18 @@ def test_rare_word_head_points_at_the_rarest_token():
 
 def test_write_head_analysis_produces_every_file(tmp_path, tokenizer):
     model = tiny_model("bert")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own")
+    with pytest.raises(BertCompressError, match="not written by bertcompress"):
+        write_head_analysis(model, toy_task(), tokenizer, mine, examples=8)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     out = tmp_path / "heads"
-    out.mkdir()
-    (out / "stale.txt").write_text("from an earlier run")
     assert write_head_analysis(model, toy_task(), tokenizer, out, examples=8) == out
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    with pytest.raises(BertCompressError, match="--overwrite"):
+        write_head_analysis(model, toy_task(), tokenizer, out, examples=8)
+    assert write_head_analysis(model, toy_task(), tokenizer, out, examples=8, overwrite=True) == out
+    assert sorted(p.name for p in out.iterdir() if p.name != MARKER) == sorted(FILES)
     for name in ("head_patterns.csv", "head_roles.csv", "head_ablation.csv"):
         with open(out / name, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -188,4 +197,4 @@ def test_write_head_analysis_produces_every_file(tmp_path, tokenizer):
     assert "Kovaleva" in summary and "Michel" in summary and "Voita" in summary
     assert all((out / name).stat().st_size > 1000 for name in FILES if name.endswith(".png"))
     assert model.config._attn_implementation == "sdpa"
-    assert not any(p.name.startswith(".heads.tmp") for p in tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heads", "mine"]  # no staging left behind
