@@ -1,7 +1,10 @@
 """Command line: `bertcompress run | compress | eval | bench | heads | methods`."""
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -43,35 +46,63 @@ def SplitOpt(default: str):  # noqa: N802 - an option factory, named like the ot
     return typer.Option(default, help="which split: train, validation or test")
 
 
-def _task(task: str, train: Optional[Path], evaluation: Optional[Path], text_column: str,
-          text_pair_column: Optional[str], label_column: str, seed: int, max_train: Optional[int],
-          max_eval: Optional[int]):
-    from bertcompress.data import tasks
+@dataclass(frozen=True)
+class DataSource:
+    """The model and data options every data-using command shares."""
 
-    if evaluation and not train:
-        raise BertCompressError("--eval needs --train as well")
-    if train:
-        columns = tasks.Columns(text=text_column, label=label_column, text_pair=text_pair_column)
-        spec = tasks.from_files(train, evaluation, columns, seed=seed)
-    else:
-        spec = tasks.get(task, seed=seed)
-    if max_train or max_eval:
-        spec = spec.sliced(max_train, max_eval)
-    for split in ("train", "validation", "test"):
-        if not spec.split(split):
-            raise BertCompressError(f"task {spec.name!r}: split {split!r} is empty")
-    return spec
+    model: str
+    task: str
+    train_file: Optional[Path]
+    eval_file: Optional[Path]
+    text_column: str
+    text_pair_column: Optional[str]
+    label_column: str
+
+    def task_spec(self, seed: int, max_train: Optional[int] = None, max_eval: Optional[int] = None):
+        from bertcompress.data import tasks
+
+        if self.eval_file and not self.train_file:
+            raise BertCompressError("--eval needs --train as well")
+        if self.train_file:
+            columns = tasks.Columns(text=self.text_column, label=self.label_column, text_pair=self.text_pair_column)
+            spec = tasks.from_files(self.train_file, self.eval_file, columns, seed=seed)
+        else:
+            spec = tasks.get(self.task, seed=seed)
+        if max_train or max_eval:
+            spec = spec.sliced(max_train, max_eval)
+        for split in ("train", "validation", "test"):
+            if not spec.split(split):
+                raise BertCompressError(f"task {spec.name!r}: split {split!r} is empty")
+        return spec
+
+
+DATA_OPTIONS = {
+    "model": (str, ModelOpt), "task": (str, TaskOpt), "train_file": (Optional[Path], TrainFileOpt),
+    "eval_file": (Optional[Path], EvalFileOpt), "text_column": (str, TextColumnOpt),
+    "text_pair_column": (Optional[str], PairColumnOpt), "label_column": (str, LabelColumnOpt),
+}
+
+
+def with_data_options(command):
+    """Declare the shared model/data options once: the command receives them as `data: DataSource`."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "data"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+              for name, (kind, option) in DATA_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**values):
+        return command(data=DataSource(**{name: values.pop(name) for name in DATA_OPTIONS}), **values)
+
+    wrapper.__signature__ = inspect.Signature([*shared, *[p.replace(kind=p.KEYWORD_ONLY) for p in own]])
+    wrapper.__annotations__ = {**{n: k for n, (k, _) in DATA_OPTIONS.items()},
+                               **{k: v for k, v in command.__annotations__.items() if k != "data"}}
+    return wrapper
 
 
 @app.command()
+@with_data_options
 def run(
-    model: str = ModelOpt,
-    task: str = TaskOpt,
-    train_file: Optional[Path] = TrainFileOpt,
-    eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = TextColumnOpt,
-    text_pair_column: Optional[str] = PairColumnOpt,
-    label_column: str = LabelColumnOpt,
+    data: DataSource,
     recipe: list[str] = typer.Option(["dynamic-int8", "dynamic-int8-linears"], "--recipe", "-r",
                                      help="built-in recipe name or YAML path; repeat for several variants"),
     output: Path = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory"),
@@ -101,9 +132,9 @@ def run(
                                batch_size=batch_size, max_length=max_length, seed=seed,
                                checkpoint_every=checkpoint_every)
     check_name(name) if name is not None else None
-    check_sequence_length(model, max_length)
-    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, max_train, max_eval)
-    options = RunOptions(model=model, recipes=recipes, output=output, name=name, train=train_config,
+    check_sequence_length(data.model, max_length)
+    spec = data.task_spec(seed, max_train, max_eval)
+    options = RunOptions(model=data.model, recipes=recipes, output=output, name=name, train=train_config,
                          seq_len=max_length, repeats=repeats, threads=threads, measure_memory=memory,
                          overwrite=overwrite)
     run_pipeline(spec, options, console)
@@ -132,14 +163,9 @@ def compress_command(
 
 
 @app.command("eval")
+@with_data_options
 def eval_command(
-    model: str = ModelOpt,
-    task: str = TaskOpt,
-    train_file: Optional[Path] = TrainFileOpt,
-    eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = TextColumnOpt,
-    text_pair_column: Optional[str] = PairColumnOpt,
-    label_column: str = LabelColumnOpt,
+    data: DataSource,
     split: Split = SplitOpt("test"),
     seed: int = typer.Option(0, min=0, help="seed of the split"),
     max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N examples"),
@@ -151,10 +177,10 @@ def eval_command(
     from bertcompress.evaluation.metrics import score
 
     split = split.value
-    check_sequence_length(model, max_length)
-    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, max_eval)
-    loaded = bc.load(model, num_labels=spec.num_labels)
-    result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(model), max_length), spec.num_labels)
+    check_sequence_length(data.model, max_length)
+    spec = data.task_spec(seed, max_eval=max_eval)
+    loaded = bc.load(data.model, num_labels=spec.num_labels)
+    result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(data.model), max_length), spec.num_labels)
     print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
           f"{100 * result['macro_f1']:.2f}  (n={result['n']})")
 
@@ -203,14 +229,9 @@ def methods() -> None:
 
 
 @app.command("heads")
+@with_data_options
 def heads_command(
-    model: str = ModelOpt,
-    task: str = TaskOpt,
-    train_file: Optional[Path] = TrainFileOpt,
-    eval_file: Optional[Path] = EvalFileOpt,
-    text_column: str = TextColumnOpt,
-    text_pair_column: Optional[str] = PairColumnOpt,
-    label_column: str = LabelColumnOpt,
+    data: DataSource,
     out: Path = typer.Option(Path("runs/heads"), "--out", "-o", help="directory for the tables, summary and heatmaps"),
     examples: int = typer.Option(256, min=1, help="analyse the first N examples of the split"),
     split: Split = SplitOpt("validation"),
@@ -225,10 +246,10 @@ def heads_command(
 
     split = split.value
     check_output_path(out, overwrite)
-    check_sequence_length(model, max_length)
-    spec = _task(task, train_file, eval_file, text_column, text_pair_column, label_column, seed, None, None)
-    loaded = bc.load(model, num_labels=spec.num_labels)
-    path = write_head_analysis(loaded, spec, bc.load_tokenizer(model), out, examples=examples, split=split,
+    check_sequence_length(data.model, max_length)
+    spec = data.task_spec(seed)
+    loaded = bc.load(data.model, num_labels=spec.num_labels)
+    path = write_head_analysis(loaded, spec, bc.load_tokenizer(data.model), out, examples=examples, split=split,
                                max_length=max_length, keep_one=keep_one, overwrite=overwrite)
     console.print(f"[green]wrote[/] {path / 'heads.md'}")
 

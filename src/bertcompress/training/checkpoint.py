@@ -6,7 +6,6 @@ checkpoint that was tampered with, truncated or written by another run is refuse
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bertcompress.core.errors import BertCompressError
+from bertcompress.data.assets import sha256_of
 
 STATE_FILE = "train_state.json"
 TENSORS_FILE = "train_state.safetensors"
@@ -56,14 +56,6 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_state(directory: Path, state: dict, run_key: str) -> None:
     """Write tensors, then the JSON that vouches for them; the JSON's rename is the commit point."""
     directory = Path(directory)
@@ -72,7 +64,7 @@ def save_state(directory: Path, state: dict, run_key: str) -> None:
     skeleton = flatten(state, tensors)
     staged_tensors = directory / f".{TENSORS_FILE}.partial"
     save_file(tensors, str(staged_tensors))
-    record = {"run": run_key, "sha256": _sha256(staged_tensors), "state": skeleton}
+    record = {"run": run_key, "sha256": sha256_of(staged_tensors), "state": skeleton}
     staged_json = directory / f".{STATE_FILE}.partial"
     staged_json.write_text(json.dumps(record))
     os.replace(staged_tensors, directory / TENSORS_FILE)
@@ -94,7 +86,7 @@ def load_state(directory: Path, run_key: str) -> dict | None:
             from None
     if record["run"] != run_key:
         raise BertCompressError(f"{directory}: checkpoint belongs to another training run; delete it to start over")
-    if not tensor_path.exists() or _sha256(tensor_path) != record["sha256"]:
+    if not tensor_path.exists() or sha256_of(tensor_path) != record["sha256"]:
         raise BertCompressError(f"{tensor_path}: does not match the hash its checkpoint recorded; refusing to "
                                 f"load it (delete {directory} to start over)")
     try:
