@@ -39,13 +39,19 @@ def _per_element(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 def test_quantize_dequantize_error_is_at_most_half_a_step(case):
     spec, weight = case
     codes, scale, zero = quantize(weight, spec)
+    assert codes.dtype == torch.int16 and codes.shape == weight.shape
     assert spec.qmin <= int(codes.min()) and int(codes.max()) <= spec.qmax
     error = (dequantize(codes, scale, zero, spec) - weight).abs()
     step = _per_element(scale, weight.shape)
     assert torch.all(error <= step / 2 * (1 + 1e-5) + 1e-6 * weight.abs().max())
-    # the step is the range over the levels: no coarser than needed
-    span = weight.abs().amax() if spec.symmetric else (weight.amax().clamp(min=0) - weight.amin().clamp(max=0))
-    assert float(scale.max()) <= float(span) / (spec.qmax - (0 if spec.symmetric else spec.qmin)) * (1 + 1e-5)
+    # each group's step is its own range over the levels: no coarser than needed
+    grouped = {"tensor": weight.reshape(1, -1), "channel": weight, "group": weight.reshape(-1, spec.group_size)}
+    rows = grouped[spec.granularity]
+    if spec.symmetric:
+        expected = rows.abs().amax(dim=1) / spec.qmax
+    else:
+        expected = (rows.amax(dim=1).clamp(min=0) - rows.amin(dim=1).clamp(max=0)) / (spec.qmax - spec.qmin)
+    assert torch.allclose(scale, expected, rtol=1e-6)
 
 
 @QUICK

@@ -36,11 +36,11 @@ def test_asymmetric_grid_represents_zero_exactly():
 
 def test_ste_passes_gradients_inside_the_range_and_zero_outside():
     spec = QuantSpec(8, symmetric=True, granularity="tensor")
-    x = torch.tensor([-3.0, -0.5, 0.2, 0.9, 5.0], requires_grad=True)
+    x = torch.tensor([-3.0, -1.0, -0.5, 0.2, 0.9, 1.0, 5.0], requires_grad=True)
     scale, zero = torch.tensor([1.0 / 127]), torch.tensor([0.0])  # representable range [-1, 1]
     out = fake_quantize(x, spec, scale, zero)
     out.backward(torch.ones_like(out))
-    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # the range's ends are inside
     assert out[0].item() == pytest.approx(-1.0) and out[-1].item() == pytest.approx(1.0)
 
 
@@ -59,6 +59,22 @@ def test_fake_quantize_equals_quantize_dequantize():
 def test_bad_specs(kwargs, message):
     with pytest.raises(BertCompressError, match=message):
         QuantSpec(**kwargs)
+
+
+def test_group_size_below_one_is_refused_only_for_groups():
+    with pytest.raises(BertCompressError, match="group_size: 0 must be >= 1"):
+        QuantSpec(4, granularity="group", group_size=0)
+    assert QuantSpec(4, granularity="group", group_size=1).group_size == 1
+    assert QuantSpec(4, granularity="channel", group_size=0).granularity == "channel"  # unused there
+
+
+def test_group_size_is_checked_against_the_last_dimension():
+    spec = QuantSpec(4, granularity="group", group_size=4)
+    spec.check_shape(torch.Size([2, 5, 16]))  # only the last dimension must be a multiple
+    message = "^group_size: 4 does not divide weight's last dimension 10; choose a divisor of 10$"
+    with pytest.raises(BertCompressError, match=message):
+        spec.check_shape(torch.Size([4, 6, 10]))
+    QuantSpec(4, granularity="channel", group_size=4).check_shape(torch.Size([4, 6, 10]))
 
 
 def test_group_size_must_divide_the_dimension():
