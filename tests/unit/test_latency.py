@@ -1,10 +1,13 @@
+import inspect
+import statistics
 import time
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn as nn
 
-from bertcompress.evaluation.latency import benchmark_many
+from bertcompress.evaluation.latency import benchmark_many, peak_memory, synthetic_batch
 from tests.conftest import tiny_model
 
 
@@ -47,6 +50,58 @@ def test_models_are_timed_in_interleaved_rounds_and_each_keeps_its_own_samples()
     for batch in (1, 2):
         slow, fast = results["slow"][f"batch_{batch}"], results["fast"][f"batch_{batch}"]
         assert slow["median_ms"] >= 4.0 > fast["median_ms"]
+
+
+def test_reported_numbers_follow_from_the_round_by_round_samples():
+    log: list = []
+    results = benchmark_many({"m": Recording("m", log, delay=0.002)}, batch_sizes=(3,), seq_len=8, repeats=7,
+                             warmup=0)
+    entry = results["m"]["batch_3"]
+    samples = entry["samples_ms"]
+    assert len(samples) == 7 and all(s >= 2.0 and s == round(s, 3) for s in samples)
+    assert entry["median_ms"] == pytest.approx(statistics.median(samples), abs=1e-3)
+    assert entry["median_ms"] == round(entry["median_ms"], 3)
+    assert entry["p90_ms"] == sorted(samples)[int(0.9 * 6)]
+    assert entry["throughput"] == pytest.approx(3 / (entry["median_ms"] / 1000), rel=1e-3)
+    assert entry["throughput"] == round(entry["throughput"], 2) and entry["throughput"] != round(entry["throughput"])
+
+
+def test_benchmark_defaults_are_the_documented_shapes():
+    defaults = {name: p.default for name, p in inspect.signature(benchmark_many).parameters.items()}
+    assert defaults == {"models": inspect.Parameter.empty, "batch_sizes": (1, 32), "seq_len": 64, "repeats": 20,
+                        "warmup": 3, "threads": None}
+
+
+def test_threads_are_set_when_asked():
+    before = torch.get_num_threads()
+    try:
+        assert benchmark_many({"m": Recording("m", [])}, (1,), 8, 1, 0, threads=1)["m"]["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_synthetic_batch_is_seeded_and_skips_special_tokens():
+    first, again = synthetic_batch(4, 50, 30522), synthetic_batch(4, 50, 30522)
+    assert torch.equal(first["input_ids"], again["input_ids"]) and first["input_ids"].shape == (4, 50)
+    assert not torch.equal(first["input_ids"], synthetic_batch(4, 50, 30522, seed=1)["input_ids"])
+    assert int(first["input_ids"].min()) >= 1000 and int(first["input_ids"].max()) < 30522
+    assert torch.equal(first["attention_mask"], torch.ones(4, 50, dtype=torch.long))
+    small = synthetic_batch(64, 64, 2000)["input_ids"]  # a small vocabulary keeps all but the first 5
+    assert int(small.min()) == 5 and int(small.max()) == 1999
+    assert int(synthetic_batch(64, 64, 2001)["input_ids"].min()) == 1000
+    tiny = synthetic_batch(16, 16, 8)["input_ids"]
+    assert set(tiny.unique().tolist()) == {5, 6, 7}
+
+
+def test_peak_memory_of_a_saved_model_and_a_clear_failure(tmp_path):
+    import bertcompress as bc
+
+    bc.save(tiny_model(), tmp_path / "m")
+    measured = peak_memory(tmp_path / "m", batch_size=2, seq_len=8)
+    assert set(measured) == {"peak_rss_mb", "model_and_inference_mb"}
+    assert measured["peak_rss_mb"] > 50 and 0 <= measured["model_and_inference_mb"] < measured["peak_rss_mb"]
+    failed = peak_memory(tmp_path / "missing")
+    assert list(failed) == ["error"] and "missing" in failed["error"] and "Traceback" not in failed["error"]
 
 
 def test_top_level_evaluate_and_benchmark(tmp_path, tokenizer):
