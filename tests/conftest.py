@@ -72,11 +72,11 @@ def toy_task():
 
 def interrupt_at(step: int):
     """A training hook that raises KeyboardInterrupt after optimizer step `step` (-1: never), as Ctrl-C would."""
-    from bertcompress.training.loop import TrainingHook
+    from bertcompress.training.hooks import TrainingHook
 
     class Interrupt(TrainingHook):
-        def after_step(self, model, at, total_steps):
-            if at == step:
+        def after_step(self, model, state):
+            if state.step == step:
                 raise KeyboardInterrupt
 
     return Interrupt()

@@ -7,7 +7,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 import bertcompress as bc
 from bertcompress.core.errors import BertCompressError
-from bertcompress.methods.distillation import losses
+from bertcompress.training import distill_losses as losses
 from bertcompress.methods.distillation.mapping import layer_map
 from bertcompress.surgery import prune_heads
 from tests.conftest import TINY, random_batch, tiny_model, toy_task

@@ -149,7 +149,7 @@ def _script(body: str) -> str:
 
 TRAIN = """
     class Slow(TrainingHook):
-        def after_step(self, model, step, total):
+        def after_step(self, model, state):
             time.sleep(float(sys.argv[3]))
 
     generator = torch.Generator().manual_seed(0)
@@ -267,11 +267,11 @@ def test_checkpoint_whose_hash_does_not_match_is_refused(tmp_path):
     class Stop(Exception):
         pass
 
-    from bertcompress.training.loop import TrainingHook
+    from bertcompress.training.hooks import TrainingHook
 
     class StopAfter3(TrainingHook):
-        def after_step(self, model, step, total):
-            if step == 3:
+        def after_step(self, model, state):
+            if state.step == 3:
                 raise Stop
 
     with pytest.raises(Stop):

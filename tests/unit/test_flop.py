@@ -10,13 +10,14 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.methods.pruning.flop import (AugmentedLagrangian, GatedLowRankLinear, LagrangeMultipliers,
                                                _kept_ranks)
 from bertcompress.surgery.linear import LowRankLinear
+from bertcompress.training.hooks import StepState
 from tests.conftest import random_batch, tiny_model, toy_task
 
 
 def test_svd_initialisation_reproduces_the_linear_with_open_gates():
     torch.manual_seed(0)
     linear = nn.Linear(24, 16)
-    gated = GatedLowRankLinear(linear, 0.01).eval()
+    gated = GatedLowRankLinear(linear).eval()
     x = torch.randn(5, 24)
     assert torch.allclose(gated(x), linear(x), atol=1e-5)
     assert float(gated.expected_size()) == pytest.approx(16 * (24 + 16), rel=0.02)  # all 16 ranks open
@@ -24,7 +25,7 @@ def test_svd_initialisation_reproduces_the_linear_with_open_gates():
 
 def test_finalize_keeps_the_open_ranks_as_two_linears_with_the_gated_output():
     torch.manual_seed(0)
-    gated = GatedLowRankLinear(nn.Linear(32, 24), 0.01).eval()
+    gated = GatedLowRankLinear(nn.Linear(32, 24)).eval()
     with torch.no_grad():
         gated.gates.log_alpha[:18] = -10.0  # closed
         gated.gates.log_alpha[18:] = 0.5  # open, gate value below 1
@@ -40,16 +41,16 @@ def test_finalize_keeps_the_open_ranks_as_two_linears_with_the_gated_output():
 def test_lagrangian_multipliers_ascend_while_the_model_is_over_budget():
     torch.manual_seed(0)
     model = nn.Module()
-    model.layer = GatedLowRankLinear(nn.Linear(16, 16), 0.01)
-    multipliers = LagrangeMultipliers(0.1)
+    model.layer = GatedLowRankLinear(nn.Linear(16, 16))
+    multipliers = LagrangeMultipliers()
     hook = AugmentedLagrangian({"layer": model.layer}, multipliers, bc.FLOP(target_density=0.3, target_ramp=0.0))
-    hook.after_step(model, 1, 10)
+    hook.after_step(model, StepState(1, 10))
     assert hook.target == pytest.approx(0.3)
     optimizer = torch.optim.SGD([multipliers.values, model.layer.gates.log_alpha], lr=0.1)
     before = model.layer.gates.log_alpha.detach().clone()
     for _ in range(3):
         optimizer.zero_grad()
-        hook.extra_loss(model, {}, None).backward()
+        hook.extra_loss(model, StepState(1, 10)).backward()
         optimizer.step()
     assert (multipliers.values > 0).all()  # ascent: a positive gap raises λ
     assert (model.layer.gates.log_alpha < before).all()  # descent: gates close
@@ -57,7 +58,7 @@ def test_lagrangian_multipliers_ascend_while_the_model_is_over_budget():
 
 def test_kept_ranks_meet_the_budget_dropping_the_least_open_first():
     torch.manual_seed(0)
-    layers = {"a": GatedLowRankLinear(nn.Linear(8, 8), 0.01), "b": GatedLowRankLinear(nn.Linear(8, 8), 0.01)}
+    layers = {"a": GatedLowRankLinear(nn.Linear(8, 8)), "b": GatedLowRankLinear(nn.Linear(8, 8))}
     with torch.no_grad():
         layers["a"].gates.log_alpha.copy_(torch.linspace(1, 3, 8))
         layers["b"].gates.log_alpha.copy_(torch.linspace(4, 6, 8))

@@ -7,10 +7,14 @@ import bertcompress as bc
 from bertcompress.methods.pruning.fixed_attention import FixedAttention
 from bertcompress.methods.pruning.hard_concrete import (HardConcreteGates, hard_concrete_deterministic,
                                                         hard_concrete_open_probability, hard_concrete_sample)
-from bertcompress.methods.pruning.l0_heads import (GATES_ATTRIBUTE, GateStepScale, L0HeadGates, L0Penalty,
+from bertcompress.methods.pruning.l0_heads import (GATES_ATTRIBUTE, L0HeadGates, L0Penalty,
                                                    apply_gate_plan, finalize_gates, head_gates, heads_to_remove)
 from bertcompress.surgery import head_count
+from bertcompress.training.hooks import StepState
+from bertcompress.training.loop import TrainConfig, _optimizer
 from tests.conftest import random_batch, tiny_model, toy_task
+
+STATE = StepState(step=0, total_steps=1)
 
 
 def _ctx(model, tokenizer):
@@ -48,28 +52,23 @@ def test_l0_penalty_is_differentiable_and_falls_with_log_alpha():
     assert torch.all(probability.diff() < 0)
     gates = [HardConcreteGates(4), HardConcreteGates(4)]
     hook = L0Penalty(gates, penalty=0.5)
-    high = hook.extra_loss(None, {}, None)
+    high = hook.extra_loss(None, STATE)
     high.backward()
     assert all(g.log_alpha.grad is not None and torch.all(g.log_alpha.grad > 0) for g in gates)
     with torch.no_grad():
         gates[0].log_alpha -= 3
-    assert hook.extra_loss(None, {}, None) < high
+    assert hook.extra_loss(None, STATE) < high
     target = L0Penalty(gates, penalty=1.0, target=8)
-    assert target.extra_loss(None, {}, None) < 0.5 * high
+    assert target.extra_loss(None, STATE) < 0.5 * high
 
 
-def test_gate_step_scale_equals_adamw_at_the_gate_learning_rate():
-    grads = [torch.tensor([0.3, -1.0]), torch.tensor([0.1, 2.0]), torch.tensor([-0.5, 0.4])]
-    scaled, reference = HardConcreteGates(2), HardConcreteGates(2)
-    hook = GateStepScale([scaled], ratio=10.0)
-    slow = torch.optim.AdamW([scaled.log_alpha], lr=1e-3, weight_decay=0.0)
-    fast = torch.optim.AdamW([reference.log_alpha], lr=1e-2, weight_decay=0.0)
-    for step, grad in enumerate(grads, 1):
-        scaled.log_alpha.grad, reference.log_alpha.grad = grad.clone(), grad.clone()
-        slow.step()
-        fast.step()
-        hook.after_step(None, step, len(grads))
-    assert torch.allclose(scaled.log_alpha, reference.log_alpha, atol=1e-6)
+def test_gates_train_at_their_own_rate_without_weight_decay():
+    model, gates = tiny_model(), [HardConcreteGates(4), HardConcreteGates(4)]
+    hook = L0Penalty(gates, penalty=0.5, gate_learning_rate=0.05)
+    optimizer = _optimizer(model, TrainConfig(learning_rate=3e-5), (hook,))
+    (group,) = [g for g in optimizer.param_groups if any(p is gates[0].log_alpha for p in g["params"])]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.0
+    assert [id(p) for p in group["params"]] == [id(g.log_alpha) for g in gates]
 
 
 def test_heads_to_remove_keeps_the_most_open_head_of_a_closed_layer():

@@ -15,6 +15,7 @@ from bertcompress.methods.pruning.masks import (MaskRule, attach_masks, bake_mas
 from bertcompress.methods.pruning.schedules import CubicSchedule, cubic_schedule
 from bertcompress.methods.pruning.sparse_linear import (SparseLinear, choose_kernel, pack_bits, storage_bytes,
                                                         unpack_bits)
+from bertcompress.training.hooks import StepState
 from tests.conftest import random_batch, tiny_model, toy_task
 
 
@@ -141,7 +142,7 @@ def test_gradual_hook_raises_sparsity_on_schedule():
     hook = GradualMasking(list(linears), MaskRule(), "global", cubic_schedule(8, 0.75, frequency=2))
     seen = []
     for step in range(1, 9):
-        hook.after_step(model, step, 8)
+        hook.after_step(model, StepState(step, 8))
         seen.append(sparsity_of({n: mask_of(m) for n, m in linears.items()}))
     assert seen == sorted(seen) and seen[0] == 0.0 and seen[1] > 0 and seen[-1] == 0.75
     assert seen[2] == seen[1]  # no update between two scheduled steps

@@ -12,6 +12,7 @@ from bertcompress.methods.pruning.movement import MovementMasking, MovementPruni
 from bertcompress.methods.pruning.rpp import ProximalL1, ReweightedProximalPruning
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparse_linear import SparseLinear
+from bertcompress.training.hooks import StepState
 from bertcompress.training.loop import TrainConfig, _optimizer
 from tests.conftest import InterruptingTeacher, random_batch, record_training, tiny_model, toy_task
 
@@ -31,7 +32,7 @@ def logits(model, batch):
 def test_scores_receive_the_weight_times_the_masked_weights_gradient():
     torch.manual_seed(0)
     linear = nn.Linear(6, 4)
-    masks = attach_movement_masks({"l": linear}, learning_rate=1e-2)
+    masks = attach_movement_masks({"l": linear})
     masks["l"].set_mask(torch.rand(4, 6) > 0.5)
     x = torch.randn(5, 6)
     upstream = torch.randn(5, 4)
@@ -51,7 +52,7 @@ def test_movement_keeps_weights_moving_away_from_zero_not_the_largest():
     with torch.no_grad():
         linear.weight.copy_(torch.where(big, 1.0, 0.01) * torch.sign(torch.randn(8, 8)))
     outward = torch.where(big, -1.0, 1.0) * torch.sign(linear.weight.detach())  # -∂L/∂W: big ones shrink
-    masks = attach_movement_masks({"l": linear}, learning_rate=1e-2)
+    masks = attach_movement_masks({"l": linear})
     optimizer = torch.optim.Adam([masks["l"].scores], lr=1e-2)
     for _ in range(5):
         optimizer.zero_grad()
@@ -59,7 +60,7 @@ def test_movement_keeps_weights_moving_away_from_zero_not_the_largest():
         optimizer.step()
     config = MovementPruning(sparsity=0.5, scope="layer")
     hook = MovementMasking(masks, config, CubicSchedule(config.sparsity, 0, 1))
-    hook.after_step(linear, 1, 1)
+    hook.after_step(linear, StepState(1, 1))
     assert torch.equal(masks["l"].mask, ~big)
     original = linear.parametrizations.weight.original.detach()
     magnitude = compute_masks({"l": original.abs()}, config.sparsity, MaskRule(), "layer")["l"]
@@ -69,8 +70,9 @@ def test_movement_keeps_weights_moving_away_from_zero_not_the_largest():
 def test_scores_train_at_their_own_rate_without_weight_decay():
     model = tiny_model()
     linears = {"bert.encoder.layer.0.output.dense": model.bert.encoder.layer[0].output.dense}
-    masks = attach_movement_masks(linears, learning_rate=0.02)
-    groups = _optimizer(model, TrainConfig(learning_rate=3e-5))
+    masks = attach_movement_masks(linears)
+    hook = MovementMasking(masks, MovementPruning(score_learning_rate=0.02), CubicSchedule(0.5, 0, 1))
+    groups = _optimizer(model, TrainConfig(learning_rate=3e-5), (hook,))
     (score_group,) = [g for g in groups.param_groups if any(p is masks[next(iter(masks))].scores for p in g["params"])]
     assert score_group["lr"] == 0.02 and score_group["weight_decay"] == 0.0 and len(score_group["params"]) == 1
 
@@ -95,16 +97,16 @@ def test_hard_movement_reaches_the_target_and_reloads(pattern, extra, tokenizer,
 def test_soft_movement_thresholds_squashed_scores_and_penalises_them(tokenizer):
     model = tiny_model()
     linears = {"l": model.bert.encoder.layer[0].output.dense}
-    masks = attach_movement_masks(linears, 1e-2)
+    masks = attach_movement_masks(linears)
     with torch.no_grad():
         masks["l"].scores.copy_(torch.linspace(-4, 4, masks["l"].scores.numel()).view_as(masks["l"].scores))
     config = MovementPruning(variant="soft", final_threshold=0.5, l1_weight=2.0)
     hook = MovementMasking(masks, config, CubicSchedule(0.5, 0, 10))
-    assert hook.extra_loss(model, {}, None) == 0  # the penalty ramps in with the threshold
-    hook.after_step(model, 10, 10)
+    assert hook.extra_loss(model, StepState(0, 10)) == 0  # the penalty ramps in with the threshold
+    hook.after_step(model, StepState(10, 10))
     assert hook.level == pytest.approx(0.5)
     assert torch.equal(masks["l"].mask, torch.sigmoid(masks["l"].scores) > 0.5)
-    penalty = hook.extra_loss(model, {}, None)
+    penalty = hook.extra_loss(model, StepState(10, 10))
     assert penalty.item() == pytest.approx(2.0 * torch.sigmoid(masks["l"].scores).mean().item(), rel=1e-5)
     penalty.backward()
     assert (masks["l"].scores.grad > 0).all()  # every score is pushed down
@@ -166,16 +168,15 @@ def test_proximal_step_soft_thresholds_with_reweighted_penalties():
         linear.weight.copy_(torch.tensor([[1.0, -0.5, 0.01, -0.002]]))
     config = ReweightedProximalPruning(penalty=0.01, epsilon=1e-3, reweight_every=100)
     hook = ProximalL1(["l"], config)
-    hook.learning_rate = 0.1
     model = nn.Module()
     model.l = linear
     before = linear.weight.detach().clone()
-    hook.after_step(model, 1, 10)
+    hook.after_step(model, StepState(1, 10, learning_rate=0.1))
     shrink = 0.1 * 0.01 / (before.abs() + 1e-3)
     expected = before.sign() * (before.abs() - shrink).clamp_min(0)
     assert torch.allclose(linear.weight, expected)
     assert linear.weight[0, 3] == 0 and linear.weight[0, 0] > 0.999  # small ones vanish, large ones stay
-    hook.after_step(model, 2, 10)  # no reweighting before step k+1: the same penalties again
+    hook.after_step(model, StepState(2, 10, learning_rate=0.1))  # no reweighting before step k+1: the same penalties again
     assert torch.allclose(linear.weight, (expected.abs() - shrink).clamp_min(0) * before.sign())
 
 
@@ -216,9 +217,9 @@ def test_magnitude_score_init_starts_from_the_magnitude_ranking():
     torch.manual_seed(0)
     linears = {"a": nn.Linear(8, 8), "b": nn.Linear(8, 16)}
     expected = compute_masks({n: m.weight.detach().abs() for n, m in linears.items()}, 0.5, MaskRule(), "layer")
-    masks = attach_movement_masks(linears, 1e-2, score_init="magnitude")
+    masks = attach_movement_masks(linears, score_init="magnitude")
     config = MovementPruning(sparsity=0.5, scope="layer")
-    MovementMasking(masks, config, CubicSchedule(0.5, 0, 1)).after_step(nn.Module(), 1, 1)
+    MovementMasking(masks, config, CubicSchedule(0.5, 0, 1)).after_step(nn.Module(), StepState(1, 1))
     for name, mask in masks.items():
         assert torch.equal(mask.mask, expected[name])
         assert mask.scores.mean().item() == pytest.approx(1.0)

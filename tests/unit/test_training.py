@@ -92,12 +92,13 @@ class Counting(TrainingHook):
     def __init__(self):
         self.steps, self.extra_calls = [], 0
 
-    def extra_loss(self, model, batch, outputs):
+    def extra_loss(self, model, state):
         self.extra_calls += 1
-        return 0.0 * outputs.logits.sum()
+        assert state.batch["input_ids"].shape[0] == 8 and state.learning_rate > 0
+        return 0.0 * state.outputs.logits.sum()
 
-    def after_step(self, model, step, total_steps):
-        self.steps.append((step, total_steps))
+    def after_step(self, model, state):
+        self.steps.append((state.step, state.total_steps))
 
 
 def test_hooks_are_called_every_step():

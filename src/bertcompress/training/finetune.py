@@ -6,19 +6,32 @@ import torch.nn as nn
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import encode
-from bertcompress.training.loop import TrainConfig, TrainingHook, TrainResult, train
+from bertcompress.training.hooks import TrainingHook
+from bertcompress.training.loop import TrainConfig, TrainResult, total_steps, train
+
+
+def step_config(ctx: Context, label: str, *, epochs: float, learning_rate: float, max_steps: int | None = None,
+                **train_settings) -> TrainConfig:
+    """The one place a compression step's TrainConfig is made: the run's settings with the step's own."""
+    if ctx.task is None or ctx.tokenizer is None:
+        raise BertCompressError(f"{label}: this method trains; pass a Context with a task and a tokenizer")
+    return (ctx.train or TrainConfig()).model_copy(
+        update={"epochs": epochs, "learning_rate": learning_rate, "max_steps": max_steps, **train_settings})
+
+
+def planned_steps(ctx: Context, config: TrainConfig) -> int:
+    """How many optimizer steps `finetune` will run with `config` (schedules are placed inside them)."""
+    return total_steps(len(ctx.task.split("train")), config)
 
 
 def finetune(model: nn.Module, ctx: Context, label: str, *, epochs: float, learning_rate: float,
              max_steps: int | None = None, distill: bool = False,
              hooks: tuple[TrainingHook, ...] = (), **train_settings) -> TrainResult:
     """`train_settings`: further TrainConfig fields for this step (e.g. loss weights, temperature)."""
-    if ctx.task is None or ctx.tokenizer is None:
-        raise BertCompressError(f"{label}: this method trains; pass a Context with a task and a tokenizer")
+    config = step_config(ctx, label, epochs=epochs, learning_rate=learning_rate, max_steps=max_steps,
+                         **train_settings)
     if distill and ctx.teacher is None:
         raise BertCompressError(f"{label}.distill: no teacher in the Context; set distill: false or give a teacher")
-    config = (ctx.train or TrainConfig()).model_copy(
-        update={"epochs": epochs, "learning_rate": learning_rate, "max_steps": max_steps, **train_settings})
     data = encode(ctx.task.split("train"), ctx.tokenizer, config.max_length)
     return train(model, data, config, teacher=ctx.teacher if distill else None, hooks=hooks,
                  checkpoint_dir=ctx.checkpoint_dir(label), description=label)

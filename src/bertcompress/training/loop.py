@@ -1,5 +1,5 @@
-"""The shared fine-tuning loop: AdamW, linear warm-up/decay, clipping, optional logit distillation,
-method hooks, resumable checkpoints, and Accelerate so it runs on CPU, a GPU or several processes."""
+"""The shared fine-tuning loop: AdamW, linear warm-up/decay, clipping, hooks (logit distillation among them),
+resumable checkpoints, and Accelerate so it runs on CPU, a GPU or several processes."""
 from __future__ import annotations
 
 import hashlib
@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 from bertcompress.core.errors import BertCompressError, describe_validation_error
 from bertcompress.data.batching import Encoded, model_inputs
 from bertcompress.training.checkpoint import load_state, save_state
+from bertcompress.training.hooks import LogitDistillation, StepState, TrainingHook, distillation_loss  # noqa: F401
 
 
 
@@ -56,30 +57,6 @@ class TrainConfig(BaseModel):
         if self.distill_weight == 0 and self.hard_weight == 0:
             raise ValueError("distill_weight and hard_weight cannot both be 0")
         return self
-
-
-class TrainingHook:
-    """What a method contributes to the loop. Override what you need. `learning_rate` is the rate of
-    the weights' optimizer step just taken, set by the loop before each `after_step` (proximal steps use it)."""
-
-    learning_rate: float = 0.0
-    teacher_outputs: Any = None  # the teacher's outputs on this batch (with forward_options), when it has one
-
-    def forward_options(self) -> dict:
-        """Extra forward arguments for student and teacher, e.g. output_hidden_states=True."""
-        return {}
-
-    def extra_loss(self, model: nn.Module, batch: dict, outputs: Any) -> torch.Tensor | None:
-        return None
-
-    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        return None
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None
 
 
 @dataclass
@@ -120,22 +97,10 @@ def global_batch(lengths: list[int], step: int, config: TrainConfig) -> list[int
     return _epoch_batches(lengths, epoch, config)[offset]
 
 
-def distillation_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
-    """Per-example KL(teacher || student) on temperature-softened logits, scaled by T^2 (Hinton et al.)."""
-    log_student = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher = F.softmax(teacher_logits / temperature, dim=-1)
-    return F.kl_div(log_student, teacher, reduction="none").sum(-1) * temperature**2
-
-
-def _example_losses(outputs, batch, teacher, config: TrainConfig, options: dict) -> tuple[torch.Tensor, Any]:
-    """Per-example loss, and the teacher's outputs for hooks (None without a teacher)."""
+def _label_losses(outputs, batch, config: TrainConfig, distilling: bool) -> torch.Tensor:
+    """Per-example cross-entropy, weighted by hard_weight when a teacher shares the loss."""
     hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none")
-    if teacher is None:
-        return hard, None
-    with torch.no_grad():
-        teacher_outputs = teacher(**model_inputs(batch), **options)
-    soft = distillation_loss(outputs.logits, teacher_outputs.logits, config.temperature)
-    return config.hard_weight * hard + config.distill_weight * soft, teacher_outputs
+    return config.hard_weight * hard if distilling else hard
 
 
 def _run_key(model: nn.Module, n_examples: int, config: TrainConfig, hooks) -> str:
@@ -168,20 +133,16 @@ def _load_checkpoint(directory: Path, run_key: str, model, optimizer, scheduler,
     return int(state["step"])
 
 
-OWN_LEARNING_RATE = "bertcompress_learning_rate"  # attribute a method sets on parameters with their own rate
-
-
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay, own = [], [], {}
+def _optimizer(model: nn.Module, config: TrainConfig, hooks) -> torch.optim.Optimizer:
+    """AdamW: decayed weights, undecayed biases and LayerNorms, and each hook's own groups at their rates."""
+    own = [group for hook in hooks for group in hook.parameter_groups()]
+    claimed = {id(p) for group in own for p in group.parameters}
+    decay, no_decay = [], []
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if hasattr(parameter, OWN_LEARNING_RATE):  # e.g. movement scores: a much larger rate, no decay
-            own.setdefault(getattr(parameter, OWN_LEARNING_RATE), []).append(parameter)
-        else:
+        if parameter.requires_grad and id(parameter) not in claimed:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own.items()]
+    groups += [{"params": g.parameters, "weight_decay": 0.0, "lr": g.learning_rate} for g in own]
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
@@ -199,8 +160,10 @@ def train(
         raise BertCompressError("training data is empty")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     set_seed(config.seed)
+    if teacher is not None:  # logit distillation is a hook like any method's, added here once
+        hooks = (LogitDistillation(config.distill_weight, config.temperature), *hooks)
     steps = total_steps(len(data), config)
-    optimizer = _optimizer(model, config)
+    optimizer = _optimizer(model, config, hooks)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
     run_key = _run_key(model, len(data), config, hooks)
     start = _load_checkpoint(checkpoint_dir, run_key, model, optimizer, scheduler, hooks) if checkpoint_dir else 0
@@ -216,26 +179,26 @@ def train(
     options = {key: value for hook in hooks for key, value in hook.forward_options().items()}
     for step in range(start, steps):
         indices = global_batch(lengths, step, config)
-        local = indices[rank::world]
-        batch = {k: v.to(accelerator.device) for k, v in data.batch(local).items()}
-        outputs = wrapped(**model_inputs(batch), **options)
-        example_losses, teacher_outputs = _example_losses(outputs, batch, teacher, config, options)
+        batch = {k: v.to(accelerator.device) for k, v in data.batch(indices[rank::world]).items()}
+        state = StepState(step, steps, scheduler.get_last_lr()[0], batch, example_weight=world / len(indices))
+        state.outputs = wrapped(**model_inputs(batch), **options)
+        if teacher is not None:
+            with torch.no_grad():
+                state.teacher_outputs = teacher(**model_inputs(batch), **options)
         # sum / global size: DDP's gradient mean over processes then equals the single-process mean
-        loss = example_losses.sum() * world / len(indices)
+        loss = _label_losses(state.outputs, batch, config, teacher is not None).sum() * state.example_weight
         for hook in hooks:
-            hook.teacher_outputs = teacher_outputs
-            extra = hook.extra_loss(accelerator.unwrap_model(wrapped), batch, outputs)
+            extra = hook.extra_loss(accelerator.unwrap_model(wrapped), state)
             if extra is not None:
                 loss = loss + extra
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-        step_rate = scheduler.get_last_lr()[0]  # the rate this optimizer step uses
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        state.step = step + 1
         for hook in hooks:
-            hook.learning_rate = step_rate
-            hook.after_step(accelerator.unwrap_model(wrapped), step + 1, steps)
+            hook.after_step(accelerator.unwrap_model(wrapped), state)
         window.append(loss.item())
         progress.update(1)
         progress.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.4f}")

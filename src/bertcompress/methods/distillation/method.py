@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 import torch.nn as nn
 from pydantic import Field
 
@@ -14,12 +13,11 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
-from bertcompress.methods.distillation import losses
 from bertcompress.methods.distillation.mapping import layer_map
 from bertcompress.methods.distillation.students import keep_teacher_layers
 from bertcompress.surgery import head_count
 from bertcompress.training.finetune import finetune
-from bertcompress.training.loop import TrainingHook
+from bertcompress.training.intermediate import IntermediateDistillation
 
 PROJECTION = "distillation_projection"  # attribute holding the learned projections while training
 
@@ -95,43 +93,6 @@ def _check_heads(student: nn.Module, teacher: nn.Module, config: Distillation, m
                                     f"teacher layer {t} has {t_heads}; use attention_heads: average")
 
 
-class IntermediateDistillation(TrainingHook):
-    """Adds the weighted intermediate losses, comparing student layer j with teacher layer mapping[j-1]."""
-
-    def __init__(self, config: Distillation, mapping: list[int], projections: nn.ModuleDict):
-        self.weights, self.mapping, self.projections = config.intermediate_weights(), mapping, projections
-
-    def forward_options(self) -> dict:
-        options = {"output_attentions": True} if "attention_mse" in self.weights else {}
-        if set(self.weights) - {"attention_mse"}:
-            options["output_hidden_states"] = True
-        return options
-
-    def _project(self, j: int, hidden: torch.Tensor) -> torch.Tensor:
-        return self.projections[str(j)](hidden) if str(j) in self.projections else hidden
-
-    def extra_loss(self, model, batch, outputs) -> torch.Tensor | None:
-        teacher, mask = self.teacher_outputs, batch["attention_mask"]
-        total = torch.zeros((), device=outputs.logits.device)
-        for name, weight in self.weights.items():
-            total = total + weight * self._loss(name, outputs, teacher, mask)
-        return total
-
-    def _loss(self, name: str, student, teacher, mask) -> torch.Tensor:
-        pairs = list(enumerate(self.mapping, start=1))
-        if name == "embedding_mse":
-            return losses.hidden_mse(self._project(0, student.hidden_states[0]), teacher.hidden_states[0], mask)
-        if name == "attention_mse":
-            return sum(losses.attention_mse(student.attentions[j - 1], teacher.attentions[t - 1], mask)
-                       for j, t in pairs) / len(pairs)
-        if name == "pkd":
-            return sum(losses.patient_kd(self._project(j, student.hidden_states[j][:, 0]),
-                                         teacher.hidden_states[t][:, 0]) for j, t in pairs) / len(pairs)
-        compare = losses.hidden_mse if name == "hidden_mse" else losses.hidden_cosine
-        return sum(compare(self._project(j, student.hidden_states[j]), teacher.hidden_states[t], mask)
-                   for j, t in pairs) / len(pairs)
-
-
 def _set_attention(models: list[nn.Module], implementation: str) -> list[str]:
     """Switch attention kernels (attention maps need eager); returns the previous ones."""
     previous = [m.config._attn_implementation for m in models]
@@ -157,7 +118,7 @@ def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> 
         mapping = layer_map(config.layer_map, depth, len(get_spec(teacher).layer_list(teacher)))
         _check_heads(model, teacher, config, mapping)
         projections = _projections(model, teacher, config, mapping)
-        hooks = (IntermediateDistillation(config, mapping, projections),)
+        hooks = (IntermediateDistillation(config.intermediate_weights(), mapping, projections),)
         report.metrics["layer_map"] = mapping
     eager = "attention_mse" in config.intermediate_weights()
     previous = _set_attention([model, teacher], "eager") if eager else None

@@ -20,7 +20,7 @@ from bertcompress.methods.common import LinearTargets, chosen_linears
 from bertcompress.methods.pruning.hard_concrete import HardConcreteGates
 from bertcompress.surgery.linear import LowRankLinear
 from bertcompress.training.finetune import finetune
-from bertcompress.training.loop import OWN_LEARNING_RATE, TrainingHook
+from bertcompress.training.hooks import ParameterGroup, StepState, TrainingHook
 
 
 class FLOP(LinearTargets):
@@ -42,7 +42,7 @@ class FLOP(LinearTargets):
 class GatedLowRankLinear(nn.Module):
     """Training-time W = P · diag(z) · Q, with z from hard-concrete gates (sampled in training mode)."""
 
-    def __init__(self, linear: nn.Linear, gate_learning_rate: float):
+    def __init__(self, linear: nn.Linear):
         super().__init__()
         u, s, vh = torch.linalg.svd(linear.weight.detach().float(), full_matrices=False)
         root = s.sqrt()
@@ -50,7 +50,6 @@ class GatedLowRankLinear(nn.Module):
         self.down = nn.Parameter(root[:, None] * vh)  # Q: (r, in)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
         self.gates = HardConcreteGates(s.numel())
-        setattr(self.gates.log_alpha, OWN_LEARNING_RATE, gate_learning_rate)
 
     @property
     def dense_size(self) -> int:
@@ -95,30 +94,35 @@ class _ReverseGradient(torch.autograd.Function):
 class LagrangeMultipliers(nn.Module):
     """λ1, λ2 as a module, so that registered on the model the optimizer and checkpoints see them."""
 
-    def __init__(self, learning_rate: float):
+    def __init__(self):
         super().__init__()
         self.values = nn.Parameter(torch.zeros(2))
-        setattr(self.values, OWN_LEARNING_RATE, learning_rate)
 
 
 class AugmentedLagrangian(TrainingHook):
-    """λ1·c + λ2·c² on c = E[size]/dense - target_t; the λs ascend (reversed gradient) while c > 0."""
+    """λ1·c + λ2·c² on c = E[size]/dense - target_t; the λs ascend (reversed gradient) while c > 0. Gates
+    and λs train at their own rates."""
 
     def __init__(self, layers: dict[str, GatedLowRankLinear], multipliers: LagrangeMultipliers, config: FLOP):
         self.names, self.multipliers, self.config = list(layers), multipliers, config
+        self.gates = [layer.gates.log_alpha for layer in layers.values()]
         self.dense = sum(layer.dense_size for layer in layers.values())
         self.target, self.density = 1.0, 1.0
 
-    def extra_loss(self, model, batch, outputs) -> torch.Tensor:
+    def parameter_groups(self) -> list[ParameterGroup]:
+        return [ParameterGroup(self.gates, self.config.gate_learning_rate),
+                ParameterGroup([self.multipliers.values], self.config.lagrangian_learning_rate)]
+
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor:
         expected = sum(model.get_submodule(name).expected_size() for name in self.names) / self.dense
         self.density = float(expected.detach())
         gap = expected - self.target
         lambda1, lambda2 = _ReverseGradient.apply(self.multipliers.values)
         return lambda1 * gap + lambda2 * gap * gap
 
-    def after_step(self, model, step: int, total_steps: int) -> None:
-        ramp = max(1, round(self.config.target_ramp * total_steps))
-        self.target = 1.0 - min(1.0, step / ramp) * (1.0 - self.config.target_density)
+    def after_step(self, model: nn.Module, state: StepState) -> None:
+        ramp = max(1, round(self.config.target_ramp * state.total_steps))
+        self.target = 1.0 - min(1.0, state.step / ramp) * (1.0 - self.config.target_density)
 
     def state_dict(self) -> dict:
         return {"target": self.target, "density": self.density}  # the λs are model state
@@ -150,10 +154,10 @@ def _kept_ranks(layers: dict[str, GatedLowRankLinear], budget: float) -> dict[st
 def apply_flop(model: nn.Module, config: FLOP, ctx: Context) -> StepReport:
     report = StepReport()
     linears = chosen_linears(model, config)
-    gated = {name: GatedLowRankLinear(linear, config.gate_learning_rate) for name, linear in linears.items()}
+    gated = {name: GatedLowRankLinear(linear) for name, linear in linears.items()}
     for name, layer in gated.items():
         set_submodule(model, name, layer)
-    model.flop_multipliers = LagrangeMultipliers(config.lagrangian_learning_rate)
+    model.flop_multipliers = LagrangeMultipliers()
     lagrangian = AugmentedLagrangian(gated, model.flop_multipliers, config)
     try:
         result = finetune(model, ctx, config.method_name, epochs=config.epochs, learning_rate=config.learning_rate,

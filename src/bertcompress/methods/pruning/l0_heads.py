@@ -19,7 +19,7 @@ from bertcompress.methods.pruning.checks import require_stock_attention
 from bertcompress.methods.pruning.hard_concrete import HardConcreteGates
 from bertcompress.surgery import head_count, prune_heads
 from bertcompress.training.finetune import finetune
-from bertcompress.training.loop import TrainingHook
+from bertcompress.training.hooks import ParameterGroup, StepState, TrainingHook
 
 GATES_ATTRIBUTE = "head_gates"  # where each layer's gates live on its self-attention module while training
 
@@ -81,43 +81,22 @@ def _gating_hook(gates: HardConcreteGates, head_size: int):
 
 
 class L0Penalty(TrainingHook):
-    """Adds λ · E[number of open gates] (or λ · |E[open] − target|) to the loss."""
+    """Adds λ · E[number of open gates] (or λ · |E[open] − target|) to the loss; the log-alphas train at
+    their own rate."""
 
-    def __init__(self, gates: list[HardConcreteGates], penalty: float, target: int | None = None):
-        self.gates, self.penalty, self.target = gates, penalty, target
+    def __init__(self, gates: list[HardConcreteGates], penalty: float, target: int | None = None,
+                 gate_learning_rate: float = 0.05):
+        self.gates, self.penalty, self.target, self.gate_learning_rate = gates, penalty, target, gate_learning_rate
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        return [ParameterGroup([gate.log_alpha for gate in self.gates], self.gate_learning_rate)]
 
     def expected_open(self) -> torch.Tensor:
         return sum(gate.open_probability().sum() for gate in self.gates)
 
-    def extra_loss(self, model: nn.Module, batch: dict, outputs) -> torch.Tensor:
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor:
         expected = self.expected_open()
         return self.penalty * (expected if self.target is None else (expected - self.target).abs())
-
-
-class GateStepScale(TrainingHook):
-    """Gives the log-alphas their own learning rate inside the shared loop (one lr for all parameters).
-
-    AdamW's step does not depend on the gradient's scale, so scaling gradients would not help; instead each
-    optimizer step's change to a log-alpha is stretched by `ratio` afterwards. This is exactly AdamW at
-    `ratio` × lr (same warm-up and decay) because the loop applies no weight decay to 1-D parameters.
-    """
-
-    def __init__(self, gates: list[HardConcreteGates], ratio: float):
-        self.gates, self.ratio = gates, ratio
-        self.previous = [gate.log_alpha.detach().clone() for gate in gates]
-
-    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        with torch.no_grad():
-            for index, gate in enumerate(self.gates):
-                before = self.previous[index].to(gate.log_alpha.device)
-                gate.log_alpha.add_((self.ratio - 1) * (gate.log_alpha - before))
-                self.previous[index] = gate.log_alpha.detach().clone()
-
-    def state_dict(self) -> dict:
-        return {"previous": [p.cpu() for p in self.previous]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.previous = [p.clone() for p in state["previous"]]
 
 
 def heads_to_remove(scores: list[torch.Tensor], values: list[torch.Tensor], threshold: float,
@@ -188,8 +167,7 @@ def apply_l0_heads(model: nn.Module, config: L0HeadGates, ctx: Context) -> StepR
     _check_target(model, config)
     before = sum(head_count(model, i) for i in range(len(get_spec(model).layer_list(model))))
     with head_gates(model, config) as gates:
-        hooks = (L0Penalty(gates, config.l0_penalty, config.target_heads),
-                 GateStepScale(gates, config.gate_learning_rate / config.learning_rate))
+        hooks = (L0Penalty(gates, config.l0_penalty, config.target_heads, config.gate_learning_rate),)
         result = finetune(model, ctx, config.method_name, epochs=config.epochs, learning_rate=config.learning_rate,
                           max_steps=config.max_steps, distill=config.distill, hooks=hooks)
         plan = finalize_gates(model, gates, config)

@@ -17,7 +17,7 @@ from bertcompress.methods.pruning.masks import (MaskRule, attach_masks, compute_
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, planned_schedule,
                                                    prunable_linears, train_pruned)
-from bertcompress.training.loop import TrainingHook
+from bertcompress.training.hooks import StepState, TrainingHook
 
 
 class MagnitudePruning(SparsityConfig):
@@ -39,11 +39,11 @@ class GradualMasking(TrainingHook):
         self.names, self.rule, self.scope, self.schedule = names, rule, scope, schedule
         self.sparsity = schedule.initial_sparsity
 
-    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        if not self.schedule.updates_at(step):
+    def after_step(self, model: nn.Module, state: StepState) -> None:
+        if not self.schedule.updates_at(state.step):
             return
         modules = {name: model.get_submodule(name) for name in self.names}
-        self.sparsity = self.schedule.sparsity_at(step)
+        self.sparsity = self.schedule.sparsity_at(state.step)
         update_masks(modules, compute_masks(magnitude_scores(modules), self.sparsity, self.rule, self.scope))
 
     def state_dict(self) -> dict:

@@ -24,7 +24,7 @@ from bertcompress.methods.pruning.masks import FixedMask, MaskRule, compute_mask
 from bertcompress.methods.pruning.schedules import CubicSchedule
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, planned_schedule,
                                                    prunable_linears, train_pruned)
-from bertcompress.training.loop import OWN_LEARNING_RATE, TrainingHook
+from bertcompress.training.hooks import ParameterGroup, StepState, TrainingHook
 
 
 class MovementPruning(SparsityConfig):
@@ -54,20 +54,18 @@ class MovementMask(FixedMask):
     """Parametrization weight -> weight · mask with learned scores: the forward uses the (binary) mask
     buffer; the backward treats it as the scores, so scores receive ∂L/∂W' ⊙ W."""
 
-    def __init__(self, shape: torch.Size, learning_rate: float):
+    def __init__(self, shape: torch.Size):
         super().__init__(torch.ones(shape, dtype=torch.bool))
         self.scores = nn.Parameter(torch.zeros(shape))
-        setattr(self.scores, OWN_LEARNING_RATE, learning_rate)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * (self.mask + (self.scores - self.scores.detach()))
 
 
-def attach_movement_masks(modules: dict[str, nn.Module], learning_rate: float,
-                          score_init: str = "zeros") -> dict[str, MovementMask]:
+def attach_movement_masks(modules: dict[str, nn.Module], score_init: str = "zeros") -> dict[str, MovementMask]:
     attached = {}
     for name, module in modules.items():
-        mask = MovementMask(module.weight.shape, learning_rate).to(module.weight.device)
+        mask = MovementMask(module.weight.shape).to(module.weight.device)
         if score_init == "magnitude":
             with torch.no_grad():
                 magnitude = module.weight.detach().abs()
@@ -79,7 +77,7 @@ def attach_movement_masks(modules: dict[str, nn.Module], learning_rate: float,
 
 class MovementMasking(TrainingHook):
     """Recompute the masks from the scores every Δt steps once the warm-up is over (weights may come back
-    while their scores rise); add the soft variant's penalty to the loss."""
+    while their scores rise); add the soft variant's penalty to the loss. Scores train at their own rate."""
 
     def __init__(self, masks: dict[str, MovementMask], config: MovementPruning, schedule: CubicSchedule):
         self.masks, self.config, self.schedule, self.rule = masks, config, schedule, config.rule()
@@ -90,14 +88,18 @@ class MovementMasking(TrainingHook):
         final = self.schedule.final_sparsity
         return self.schedule.sparsity_at(step) / final if final else 1.0
 
-    def extra_loss(self, model, batch, outputs) -> torch.Tensor | None:
+    def parameter_groups(self) -> list[ParameterGroup]:
+        return [ParameterGroup([m.scores for m in self.masks.values()], self.config.score_learning_rate)]
+
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
         if self.config.variant != "soft" or self.config.l1_weight == 0:
             return None
         squashed = torch.cat([torch.sigmoid(m.scores).flatten() for m in self.masks.values()])
         return self.config.l1_weight * self.level / self.config.final_threshold * squashed.mean()
 
-    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        due = step % self.config.prune_every == 0 or step in (self.schedule.end_step, total_steps)
+    def after_step(self, model: nn.Module, state: StepState) -> None:
+        step = state.step
+        due = step % self.config.prune_every == 0 or step in (self.schedule.end_step, state.total_steps)
         if step <= self.schedule.begin_step or not due:
             return
         scores = {name: m.scores.detach() for name, m in self.masks.items()}
@@ -124,7 +126,7 @@ def apply_movement_pruning(model: nn.Module, config: MovementPruning, ctx: Conte
     # soft: τ ramps from 0 to final_threshold along the same cubic curve (its sparsity only sets the shape)
     schedule, _ = planned_schedule(config.model_copy(update={"sparsity": config.sparsity or 0.5})
                                    if config.variant == "soft" else config, ctx)
-    masks = attach_movement_masks(linears, config.score_learning_rate, config.score_init)
+    masks = attach_movement_masks(linears, config.score_init)
     hook = MovementMasking(masks, config, schedule)
     train_pruned(model, config, ctx, report, (hook,))
     report.metrics.update({"ramp_steps": [schedule.begin_step, schedule.end_step],

@@ -19,7 +19,7 @@ from bertcompress.core.report import StepReport
 from bertcompress.methods.pruning.masks import attach_masks, compute_masks, magnitude_scores, sparsity_of
 from bertcompress.methods.pruning.sparsity import (SparsityConfig, finish_sparse_model, prunable_linears,
                                                    train_pruned)
-from bertcompress.training.loop import TrainingHook
+from bertcompress.training.hooks import StepState, TrainingHook
 
 
 class ReweightedProximalPruning(SparsityConfig):
@@ -47,12 +47,12 @@ class ProximalL1(TrainingHook):
                           for name, m in modules.items()}
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+    def after_step(self, model: nn.Module, state: StepState) -> None:
         modules = {name: model.get_submodule(name) for name in self.names}
-        if not self.penalties or (step - 1) % self.config.reweight_every == 0:
+        if not self.penalties or (state.step - 1) % self.config.reweight_every == 0:
             self._reweight(modules)
         for name, module in modules.items():
-            shrunk = module.weight.abs() - self.learning_rate * self.penalties[name]
+            shrunk = module.weight.abs() - state.learning_rate * self.penalties[name]
             module.weight.copy_(module.weight.sign() * shrunk.clamp_min(0))
 
     def state_dict(self) -> dict:

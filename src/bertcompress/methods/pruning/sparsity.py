@@ -15,13 +15,13 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import set_submodule
 from bertcompress.methods.common import LinearTargets, chosen_linears
-from bertcompress.methods.distillation.method import Distillation, IntermediateDistillation
 from bertcompress.methods.pruning.empty_units import empty_rows_and_columns, remove_empty_ffn_neurons
 from bertcompress.methods.pruning.masks import MaskRule, bake_masks, sparsity_of
 from bertcompress.methods.pruning.schedules import CubicSchedule, cubic_schedule
 from bertcompress.methods.pruning.sparse_linear import SparseLinear
-from bertcompress.training.finetune import finetune
-from bertcompress.training.loop import TrainConfig, TrainingHook, total_steps
+from bertcompress.training.finetune import finetune, planned_steps, step_config
+from bertcompress.training.hooks import TrainingHook
+from bertcompress.training.intermediate import IntermediateDistillation
 
 
 class SparsityConfig(LinearTargets):
@@ -98,8 +98,9 @@ def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report:
     and time in the report (if given); returns the steps. `label` names a second run (its own checkpoints)."""
     if config.hidden_distill_weight > 0:
         depth = len(get_spec(model).layer_list(model))
-        hidden = Distillation(hidden_mse_weight=config.hidden_distill_weight)
-        hooks = (*hooks, IntermediateDistillation(hidden, list(range(1, depth + 1)), nn.ModuleDict()))
+        hidden = IntermediateDistillation({"hidden_mse": config.hidden_distill_weight}, list(range(1, depth + 1)),
+                                          nn.ModuleDict())
+        hooks = (*hooks, hidden)
     losses = {} if config.label_weight is None or not config.distill else {
         "hard_weight": config.label_weight, "distill_weight": 1 - config.label_weight}
     result = finetune(model, ctx, label or config.method_name, epochs=epochs or config.epochs,
@@ -112,11 +113,9 @@ def train_pruned(model: nn.Module, config: SparsityConfig, ctx: Context, report:
 
 def planned_schedule(config: SparsityConfig, ctx: Context) -> tuple[CubicSchedule, int]:
     """The cubic ramp inside the optimizer steps finetune will run, placed before training starts."""
-    if ctx.task is None or ctx.tokenizer is None:
-        raise BertCompressError(f"{config.method_name}: this method trains; pass a Context with a task and a "
-                                "tokenizer")
-    train = (ctx.train or TrainConfig()).model_copy(update={"epochs": config.epochs, "max_steps": config.max_steps})
-    steps = total_steps(len(ctx.task.split("train")), train)
+    train = step_config(ctx, config.method_name, epochs=config.epochs, learning_rate=config.learning_rate,
+                        max_steps=config.max_steps)
+    steps = planned_steps(ctx, train)
     schedule = cubic_schedule(steps, config.sparsity, config.warmup, config.cooldown, config.initial_sparsity,
                               config.prune_every)
     return schedule, steps

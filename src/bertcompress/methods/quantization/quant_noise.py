@@ -21,7 +21,7 @@ from bertcompress.methods.quantization.pq import (PQEmbedding, PQLinear, Product
                                                   subvectors)
 from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize
 from bertcompress.training.finetune import finetune
-from bertcompress.training.loop import TrainingHook
+from bertcompress.training.hooks import StepState, TrainingHook
 
 
 class QuantNoise(LinearTargets):
@@ -79,8 +79,8 @@ class CodebookRefresh(TrainingHook):
     def __init__(self, modules: dict[str, nn.Module], every: int):
         self.modules, self.every = modules, every
 
-    def after_step(self, model, step, total_steps):
-        if step % self.every == 0:
+    def after_step(self, model: nn.Module, state: StepState) -> None:
+        if state.step % self.every == 0:
             for module in self.modules.values():
                 with torch.no_grad():
                     module.parametrizations.weight[0].refresh(module.parametrizations.weight.original)

@@ -1,5 +1,5 @@
 """Intermediate distillation losses (TinyBERT, DistilBERT, Patient-KD), all averaged over real
-(unpadded) tokens. Logit distillation (Hinton) lives in the training loop, shared by every method."""
+(unpadded) tokens. Logit distillation (Hinton) is `hooks.LogitDistillation`."""
 from __future__ import annotations
 
 import torch

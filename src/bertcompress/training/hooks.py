@@ -1,0 +1,77 @@
+"""What a method contributes to the shared loop: extra losses, after-step updates, forward options and
+parameter groups with their own learning rate. The loop passes each step's state as an argument.
+
+Logit distillation (Hinton et al.) is a hook like any other: the loop adds it whenever it has a teacher."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class StepState:
+    """One optimizer step as hooks see it. In `extra_loss`, `step` is the step being taken (0-based count
+    of steps done so far); in `after_step`, the number of steps done including this one."""
+
+    step: int
+    total_steps: int
+    learning_rate: float = 0.0  # the weights' rate for this step (proximal updates scale with it)
+    batch: dict | None = None
+    outputs: Any = None
+    teacher_outputs: Any = None  # the teacher's outputs on this batch (with forward_options), with a teacher
+    example_weight: float = 1.0  # times a sum over this process's examples = its share of the global mean
+
+
+@dataclass
+class ParameterGroup:
+    """Parameters a method trains at its own rate, without weight decay (e.g. movement scores, gates)."""
+
+    parameters: list[nn.Parameter]
+    learning_rate: float
+
+
+class TrainingHook:
+    """Override what you need."""
+
+    def forward_options(self) -> dict:
+        """Extra forward arguments for student and teacher, e.g. output_hidden_states=True."""
+        return {}
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        return []
+
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, model: nn.Module, state: StepState) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+def distillation_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """Per-example KL(teacher || student) on temperature-softened logits, scaled by T^2 (Hinton et al.)."""
+    log_student = F.log_softmax(student_logits / temperature, dim=-1)
+    teacher = F.softmax(teacher_logits / temperature, dim=-1)
+    return F.kl_div(log_student, teacher, reduction="none").sum(-1) * temperature**2
+
+
+class LogitDistillation(TrainingHook):
+    """weight · KL to the teacher's softened logits, averaged over the global batch like the label loss."""
+
+    def __init__(self, weight: float, temperature: float):
+        self.weight, self.temperature = weight, temperature
+
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
+        if self.weight == 0:
+            return None
+        per_example = distillation_loss(state.outputs.logits, state.teacher_outputs.logits, self.temperature)
+        return self.weight * per_example.sum() * state.example_weight
