@@ -10,8 +10,9 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.evaluation.size import size_on_disk
 from bertcompress.methods.pruning.empty_units import remove_empty_ffn_neurons
 from bertcompress.methods.pruning.magnitude import GradualMasking, MagnitudePruning
-from bertcompress.methods.pruning.masks import (MaskRule, attach_masks, bake_masks, compute_masks, magnitude_scores,
-                                                mask_of, sparsity_of)
+from bertcompress.methods.pruning.masks import (FixedMask, MaskRule, attach_masks, bake_masks, block_scores,
+                                                compute_masks, keep_all_but_lowest, magnitude_scores, mask_of,
+                                                sparsity_of)
 from bertcompress.methods.pruning.schedules import CubicSchedule, cubic_schedule
 from bertcompress.methods.pruning.sparse_linear import (SparseLinear, choose_kernel, pack_bits, storage_bytes,
                                                         unpack_bits)
@@ -85,6 +86,35 @@ def test_blocks_are_ranked_by_their_norm():
         mask = compute_masks({"w": weight}, 0.25, MaskRule("block", block_size=2, block_norm=norm))["w"]
         assert not mask[2:, :2].any() and int(mask.sum()) == 12
         assert compute_masks({"w": weight}, 0.75, MaskRule("block", block_size=2, block_norm=norm))["w"][:2, 2:].all()
+
+
+
+def test_block_scores_are_each_tiles_norm_or_sum():
+    scores = torch.tensor([[1.0, -2.0, 0.0, 3.0, 1.0, 1.0],
+                           [2.0, 4.0, -1.0, 0.0, 1.0, -1.0],
+                           [0.0, 0.0, 5.0, 0.0, 2.0, 2.0],
+                           [0.0, -1.0, 0.0, 1.0, 0.0, 0.0]])
+    tiles = [[[1.0, -2.0, 2.0, 4.0], [0.0, 3.0, -1.0, 0.0], [1.0, 1.0, 1.0, -1.0]],
+             [[0.0, 0.0, 0.0, -1.0], [5.0, 0.0, 0.0, 1.0], [2.0, 2.0, 0.0, 0.0]]]
+    expected = {"sum": [[sum(t) for t in row] for row in tiles],
+                "l1": [[sum(map(abs, t)) for t in row] for row in tiles],
+                "l2": [[sum(v * v for v in t) ** 0.5 for t in row] for row in tiles]}
+    for norm, values in expected.items():
+        assert torch.allclose(block_scores(scores, 2, norm), torch.tensor(values)), norm
+    assert torch.allclose(block_scores(scores, 2), torch.tensor(expected["l2"]))  # the default
+
+
+def test_exactly_count_entries_are_removed_with_ties_in_index_order():
+    flat = torch.tensor([3.0, 1.0, 2.0, 1.0, 2.0, 2.0, 0.5])
+    assert keep_all_but_lowest(flat, 4).tolist() == [True, False, False, False, True, True, False]
+    assert keep_all_but_lowest(flat, 0).all() and not keep_all_but_lowest(flat, 7).any()
+
+
+def test_fixed_mask_can_be_replaced_and_sparsity_of_nothing_is_zero():
+    mask = FixedMask(torch.tensor([True, False]))
+    mask.set_mask(torch.tensor([False, True]))
+    assert torch.equal(mask(torch.tensor([2.0, 3.0])), torch.tensor([0.0, 3.0]))
+    assert sparsity_of({}) == 0.0 and sparsity_of({"x": torch.zeros(0)}) == 0.0
 
 
 def test_global_ranks_across_layers_and_per_layer_within_each():
