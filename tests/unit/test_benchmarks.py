@@ -1,0 +1,79 @@
+"""bertcompress.benchmarks: rows that start from another row, peer rows, per-row training fields, extra
+columns, smoke output and script options, on a tiny in-process model (no downloads)."""
+import json
+import sys
+
+import pytest
+
+import bertcompress as bc
+from bertcompress import benchmarks
+from bertcompress.benchmarks import Row, Settings, Table, accuracy, build_rows, markdown, torch_dynamic_int8
+from bertcompress.training.teacher import Teacher
+from tests.conftest import tiny_model, toy_task
+
+
+@pytest.fixture
+def setup(tmp_path, tokenizer, cache):
+    model = tiny_model()
+    teacher = Teacher(model, bc.save(model, tmp_path / "teacher"), cached=True)
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=model, seed=0,
+                     train=bc.TrainConfig(max_steps=1, batch_size=8, max_length=16))
+    return teacher, ctx, tokenizer
+
+
+def test_rows_start_from_another_row_and_peers_get_its_model(setup, tmp_path):
+    teacher, ctx, tokenizer = setup
+    seen = {}
+
+    def peer(model, path):
+        seen["model"] = model
+        return torch_dynamic_int8(model, path)
+
+    rows = [Row("teacher"), Row("int8", (bc.DynamicInt8(),)), Row("peer", peer=peer, start="int8")]
+    made = build_rows(rows, teacher, ctx, tokenizer, tmp_path / "work", log=lambda _: None)
+    assert made["teacher"][0] is teacher.model and made["teacher"][2] == []
+    assert seen["model"] is made["int8"][0]
+    assert made["peer"][1].suffix == ".pt" and made["peer"][1].exists()
+    assert made["int8"][2][0]["method"] == "dynamic_int8"
+    assert 0 <= accuracy(made["peer"][0], ctx.task, tokenizer, 16, peer=True)["test_accuracy"] <= 1
+
+
+def test_training_fields_and_start_rows_have_their_own_cache(setup, tmp_path):
+    teacher, ctx, tokenizer = setup
+    steps = (bc.LayerRemoval(keep=1),)
+    rows = [Row("plain", steps), Row("weighted", steps, train={"hard_weight": 0.0, "distill_weight": 1.0}),
+            Row("after", steps, start="plain")]
+    made = build_rows(rows, teacher, ctx, tokenizer, tmp_path / "work", log=lambda _: None)
+    roots = {made[name][1].parent for name in made}
+    assert len(roots) == 3
+    again = build_rows(rows[:1], teacher, ctx, tokenizer, tmp_path / "work", log=lambda _: None)
+    assert again["plain"][1] == made["plain"][1]
+
+
+def test_markdown_has_the_extra_columns_and_the_teacher_is_the_size_baseline():
+    table = Table("t", "T", "about", [Row("teacher"), Row("x", (bc.DynamicInt8(),), info={"bits": "8"})],
+                  columns=(("bits", lambda r: r.get("info", {}).get("bits", "32")),))
+    base = {"seeds": [0], "test_accuracy_mean": 0.5, "test_accuracy_std": 0.0, "delta_points": None, "peer": False}
+    results = [dict(base, name="teacher", recipe=[], size_mb=4.0),
+               dict(base, name="x", recipe=[{}], size_mb=1.0, info={"bits": "8"}, delta_points=-1.0)]
+    env = {"cpu": "cpu", "threads": 1, "torch": "t"}
+    text = markdown(table, results, env, Settings(repeats=2))
+    assert "| variant | bits | seeds |" in text
+    assert "| x | 8 | 0 | 50.00 | -1.00 | 1.0 | 4.00x | – | – |" in text
+
+
+def test_smoke_output_stays_under_the_smoke_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmarks, "SMOKE", tmp_path / "smoke")
+    monkeypatch.setattr(benchmarks, "BENCHMARKS", tmp_path / "BENCHMARKS.md")
+    settings = Settings(smoke=True)
+    benchmarks.publish("section", "## text", {"rows": []}, settings)
+    assert (tmp_path / "smoke" / "section.md").read_text() == "## text\n"
+    assert benchmarks.read_results("section", settings) == {"rows": []}
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
+def test_a_script_declares_its_own_options(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["x", "--smoke", "--weights", "brief"])
+    settings = Settings.from_command_line("doc", repeats=5, options={"--weights": {"default": "matched"}})
+    assert (settings.repeats, settings.smoke, settings.options) == (5, True, {"weights": "brief"})
+    assert json.dumps(settings.options)
