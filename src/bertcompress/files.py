@@ -6,11 +6,12 @@ removes the ones a killed process left behind.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bertcompress.core.errors import BertCompressError
@@ -122,6 +123,19 @@ def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
         raise
     if retired is not None:
         shutil.rmtree(retired)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[str]:
+    """A temporary file beside `path`, renamed to it only if the block completes (for single files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep umask permissions
+    try:
+        yield str(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def private_dir(path: Path) -> Path:

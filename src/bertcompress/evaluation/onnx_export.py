@@ -21,6 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from bertcompress.core.modules import ExportOptions, is_replacement
 from bertcompress.core.targets import set_submodule
+from bertcompress.files import atomic_file
 
 OUTPUT = "logits"
 
@@ -83,18 +84,6 @@ def _example_inputs(model: nn.Module, names: tuple[str, ...], seq_len: int) -> d
     return {name: inputs[name].to(device) for name in names}
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[str]:
-    """A temporary file beside `path`, renamed to it only if the block completes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep umask permissions
-    try:
-        yield str(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _strip_node_metadata(proto) -> None:
     # the exporter records a stack trace per node: ~2 KB each, local paths included
     for node in proto.graph.node:
@@ -133,7 +122,7 @@ def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: in
             dynamic_shapes={name: {0: batch, 1: seq} for name in names})
     proto = program.model_proto
     _strip_node_metadata(proto)
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         onnx.save_model(proto, tmp)
     return path
 
@@ -184,7 +173,7 @@ def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_chann
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_path = Path(out_path)
-    with _atomic_file(out_path) as tmp:
+    with atomic_file(out_path) as tmp:
         quantize_dynamic(str(fp32_onnx_path), tmp, per_channel=per_channel, reduce_range=reduce_range,
                          weight_type=QuantType.QInt8)
     return out_path

@@ -7,7 +7,6 @@ checkpoint that was tampered with, truncated or written by another run is refuse
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.assets import sha256_of
+from bertcompress.files import atomic_file
 
 STATE_FILE = "train_state.json"
-TENSORS_FILE = "train_state.safetensors"
+TENSORS_PREFIX = "train_state-"
 _TENSOR, _TUPLE, _PAIRS = "__tensor__", "__tuple__", "__pairs__"
 
 
@@ -56,36 +56,46 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def _tensor_file(sha256: str) -> str:
+    return f"{TENSORS_PREFIX}{sha256[:16]}.safetensors"
+
+
 def save_state(directory: Path, state: dict, run_key: str) -> None:
-    """Write tensors, then the JSON that vouches for them; the JSON's rename is the commit point."""
+    """Write the tensors under a name made from their hash, then the JSON that names and vouches for them:
+    the JSON's rename is the commit point, so a kill at any moment leaves a consistent pair."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(state, tensors)
-    staged_tensors = directory / f".{TENSORS_FILE}.partial"
-    save_file(tensors, str(staged_tensors))
-    record = {"run": run_key, "sha256": sha256_of(staged_tensors), "state": skeleton}
-    staged_json = directory / f".{STATE_FILE}.partial"
-    staged_json.write_text(json.dumps(record))
-    os.replace(staged_tensors, directory / TENSORS_FILE)
-    os.replace(staged_json, directory / STATE_FILE)
+    with atomic_file(directory / "tensors.partial") as staged:
+        save_file(tensors, staged)
+    digest = sha256_of(directory / "tensors.partial")
+    (directory / "tensors.partial").replace(directory / _tensor_file(digest))
+    record = {"run": run_key, "sha256": digest, "state": skeleton}
+    with atomic_file(directory / STATE_FILE) as staged:
+        Path(staged).write_text(json.dumps(record))
+    for old in directory.glob(f"{TENSORS_PREFIX}*.safetensors"):
+        if old.name != _tensor_file(digest):
+            old.unlink(missing_ok=True)
 
 
 def load_state(directory: Path, run_key: str) -> dict | None:
     """The saved state, or None when there is none; an error when it cannot be trusted."""
     directory = Path(directory)
-    json_path, tensor_path = directory / STATE_FILE, directory / TENSORS_FILE
+    json_path = directory / STATE_FILE
     if not json_path.exists():
         return None
     try:
         record = json.loads(json_path.read_text(encoding="utf-8"))
-        if not isinstance(record, dict) or not {"run", "sha256", "state"} <= set(record):
+        if not isinstance(record, dict) or not {"run", "sha256", "state"} <= set(record) \
+                or not isinstance(record["sha256"], str):
             raise ValueError("missing fields")
     except (ValueError, UnicodeDecodeError) as error:
         raise BertCompressError(f"{json_path}: unreadable checkpoint ({error}); delete {directory} to start over") \
             from None
     if record["run"] != run_key:
         raise BertCompressError(f"{directory}: checkpoint belongs to another training run; delete it to start over")
+    tensor_path = directory / _tensor_file(record["sha256"])
     if not tensor_path.exists() or sha256_of(tensor_path) != record["sha256"]:
         raise BertCompressError(f"{tensor_path}: does not match the hash its checkpoint recorded; refusing to "
                                 f"load it (delete {directory} to start over)")
