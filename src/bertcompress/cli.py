@@ -1,4 +1,4 @@
-"""Command line: `bertcompress run | compress | eval | bench | heads | methods`."""
+"""Command line: `bertcompress run | compress | eval | bench | heads | hardware | methods`."""
 from __future__ import annotations
 
 import functools
@@ -210,6 +210,31 @@ def bench(
         ratios = [base[f"batch_{b}"]["median_ms"] / result[f"batch_{b}"]["median_ms"] for b in batch_size]
         table.add_row(name, *[f"{v:.1f}" for v in ms], *[f"{r:.2f}x" for r in ratios])
     Console().print(table)
+
+
+@app.command()
+def hardware(
+    repeats: int = typer.Option(10, min=1, help="GEMM probe repeats (median)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """This CPU's features, installed runtimes, an fp32/bf16/int8 GEMM probe, and which precision pays here."""
+    import json
+
+    from bertcompress.hardware import report as hardware_report
+
+    found = hardware_report(repeats)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    out = Console()
+    out.print(f"[bold]{found['cpu']}[/] ({found['machine']}), {found['threads']} torch thread(s)")
+    out.print("features: " + (", ".join(found["features"]) or "none of interest"))
+    out.print("runtimes: " + ", ".join(f"{k} {v or '(not installed)'}" for k, v in found["runtimes"].items()))
+    probe = found["gemm_probe"]
+    shape = "x".join(map(str, found["probe_shape"]))
+    out.print(f"GEMM {shape}: " + ", ".join(f"{k[:-3]} {v:.2f} ms" for k, v in probe.items()))
+    for line in found["advice"]:
+        out.print(f"- {line}")
 
 
 @app.command()

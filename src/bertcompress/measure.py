@@ -15,6 +15,7 @@ from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many, peak_memory
 from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
+from bertcompress.hardware import cpu_features, cpu_name
 from bertcompress.io import WEIGHTS, directory_bytes_of
 
 MB = 1e6
@@ -88,14 +89,5 @@ def measure(models: dict[str, nn.Module], saved: dict[str, Path], task: Task, to
 def environment(threads: int) -> dict:
     """What the figures were measured on: they are never compared across CPUs."""
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
-            "machine": platform.machine(), "threads": threads, "quantized_engine": torch.backends.quantized.engine}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            "cpu_features": cpu_features(), "machine": platform.machine(), "threads": threads,
+            "quantized_engine": torch.backends.quantized.engine}

@@ -17,7 +17,8 @@ def run_markdown(results: dict, plots: list[str]) -> str:
         f"- model: `{results['model']}`; task splits: {task['counts']}; labels: {task['labels']}",
         f"- teacher: {'reused from cache' if results['teacher']['cached'] else 'fine-tuned in this run'}"
         f" ({results['teacher']['train_seconds']} s of training); hyperparameters: `{json.dumps(results['train'])}`",
-        f"- latency: {env['cpu']}, {env['threads']} thread(s), torch {env['torch']}, sequence length {seq_len}; "
+        f"- latency: {env['cpu']} ({', '.join(env.get('cpu_features', [])) or 'no AVX2/AVX-512/VNNI'}), "
+        f"{env['threads']} thread(s), torch {env['torch']}, sequence length {seq_len}; "
         "medians of interleaved rounds; each speedup is the median of the teacher/variant time ratio over the "
         "rounds, with its interquartile range in brackets",
         f"- wall time: {results['wall_seconds']} s",
