@@ -40,10 +40,19 @@ def model():
 
 
 @pytest.fixture
-def tokenizer(tmp_path_factory):
-    vocab = tmp_path_factory.mktemp("tok") / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+def tokenizer():
+    return tiny_tokenizer()
+
+
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def tiny_tokenizer() -> BertTokenizerFast:
+    """WordPiece over WORDS. Built from a dict: transformers 5 ignores `vocab_file=` here and would leave
+    only the 5 special tokens, turning every word into [UNK]."""
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate((*SPECIAL, *WORDS))}, do_lower_case=True)
+    assert tokenizer.convert_tokens_to_ids("good") == len(SPECIAL)
+    return tokenizer
 
 
 def random_batch(batch_size: int = 3, length: int = 10, vocab: int = 64, seed: int = 1) -> dict:

@@ -19,6 +19,7 @@ from bertcompress.methods.pruning.magnitude import MagnitudePruning
 from bertcompress.methods.pruning.movement import MovementPruning
 from bertcompress.methods.pruning.rpp import ReweightedProximalPruning
 from bertcompress.methods.pruning.structured import FFNPruning, HeadPruning
+from bertcompress.methods.pruning.vocabulary import VocabularyPruning
 from bertcompress.methods.quantization.dynamic import DynamicInt8
 from bertcompress.methods.quantization.mixed_precision import QBertMixedPrecision
 from bertcompress.methods.quantization.ptq import NaivePTQ
@@ -27,4 +28,4 @@ from bertcompress.methods.quantization.quant_noise import QuantNoise
 
 __version__ = "0.1.0"
 __all__ = ["compress", "Context", "MethodConfig", "BertCompressError", "StepReport", "registered", "tasks",
-           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "LayerDrop", "LayerRemoval", "FixedAttention", "L0HeadGates", "Distillation", "MagnitudePruning", "FLOP", "MovementPruning", "ReweightedProximalPruning", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "evaluate", "benchmark"]
+           "load", "load_tokenizer", "save", "TrainConfig", "DynamicInt8", "HeadPruning", "FFNPruning", "LayerDrop", "LayerRemoval", "FixedAttention", "L0HeadGates", "Distillation", "MagnitudePruning", "FLOP", "MovementPruning", "ReweightedProximalPruning", "NaivePTQ", "QBertMixedPrecision", "Q8BertQAT", "QuantNoise", "VocabularyPruning", "evaluate", "benchmark"]

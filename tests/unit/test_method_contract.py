@@ -31,6 +31,7 @@ CONTRACT = {
     "q8bert_qat": bc.Q8BertQAT(max_steps=3),
     "qbert_mixed_precision": bc.QBertMixedPrecision(group_size=16, batches=1, batch_size=8, iterations=3),
     "quant_noise": bc.QuantNoise(scheme="int4", max_steps=3, block_size=4),  # iPQ: test_quant_noise.py
+    "vocabulary_pruning": bc.VocabularyPruning(),
 }
 METHODS = sorted(CONTRACT)
 

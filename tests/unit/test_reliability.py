@@ -10,7 +10,7 @@ import pytest
 
 import bertcompress as bc
 from bertcompress.cli import main
-from tests.conftest import WORDS, tiny_model
+from tests.conftest import tiny_model, tiny_tokenizer
 
 
 def invoke(capsys, *args) -> tuple[int, str]:
@@ -34,11 +34,7 @@ def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
 
 
 def _tokenizer_files(directory: Path) -> None:
-    from transformers import BertTokenizerFast
-
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
 
 
 @pytest.fixture(scope="module")

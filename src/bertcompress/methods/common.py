@@ -43,16 +43,23 @@ def replace_each(model: nn.Module, modules: dict[str, nn.Module], make: Callable
         report.modules_changed += 1
 
 
+def _inner_table(name: str, module: nn.Module) -> tuple[str, nn.Module]:
+    """A pruned vocabulary keeps its rows in an inner `table`: quantization acts on that."""
+    while isinstance(getattr(module, "table", None), nn.Module):
+        name, module = f"{name}.table", module.table
+    return name, module
+
+
 def word_embeddings(model: nn.Module) -> dict[str, nn.Module]:
-    spec = get_spec(model)
-    name = f"{spec.prefix(model)}{spec.embeddings}.word_embeddings"
-    module = model.get_submodule(name)
-    return {name: module} if isinstance(module, nn.Embedding) else {}
+    """{name: the word-embedding table} while it is a plain nn.Embedding, else {}."""
+    return {name: m for name, m in embedding_tables(model).items()
+            if name.endswith(("word_embeddings", "word_embeddings.table"))}
 
 
 def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
-    """The embedding block's tables (word, position, token type), by full module name."""
+    """The embedding block's tables (word, position, token type) that are plain nn.Embeddings, by full name."""
     spec = get_spec(model)
     root = spec.embeddings_module(model)
     prefix = f"{spec.prefix(model)}{spec.embeddings}."
-    return {prefix + name: m for name, m in root.named_children() if isinstance(m, nn.Embedding)}
+    found = (_inner_table(prefix + name, m) for name, m in root.named_children())
+    return {name: m for name, m in found if isinstance(m, nn.Embedding)}
