@@ -69,21 +69,31 @@ def _fail(*args, **kwargs):
     raise Injected("injected failure")
 
 
-@pytest.mark.parametrize("where", ["benchmark_many", "write_plots"])
+@pytest.mark.parametrize("where", ["measure", "write_plots"])
 def test_a_failure_mid_run_leaves_no_run_directory(job, tmp_path, monkeypatch, where):
-    """`write_plots` fails after the variants were saved into the run's staging directory."""
+    """`measure` fails after the variants were built; `write_plots` after they were copied into the run's
+    staging directory. Neither leaves a run directory, and the rerun reuses the built variant."""
     task, options = job
-    saved = []
-    real = {"benchmark_many": pipeline.benchmark_many, "write_plots": pipeline.write_plots}
-    real_save = pipeline.save
-    monkeypatch.setattr(pipeline, "save", lambda *a, **k: saved.append(real_save(*a, **k)) or saved[-1])
+    copied = []
+    real = {"measure": pipeline.measure, "write_plots": pipeline.write_plots}
+    real_copy = pipeline.shutil.copytree
+    monkeypatch.setattr(pipeline.shutil, "copytree", lambda *a, **k: copied.append(real_copy(*a, **k)) or copied[-1])
     monkeypatch.setattr(pipeline, where, _fail)
     with pytest.raises(Injected):
         run(task, options)
-    assert len(saved) == (1 if where == "write_plots" else 0)  # the failure came after real work
+    assert len(copied) == (1 if where == "write_plots" else 0)  # the failure came after real work
     runs = tmp_path / "runs"
     assert not runs.exists() or list(runs.iterdir()) == []
     monkeypatch.setattr(pipeline, where, real[where])
-    monkeypatch.setattr(pipeline, "save", real_save)
-    target = run(task, options)  # the same name is free: nothing half-written blocks it
+    logged = []
+    target = run(task, options, console=_Recorder(logged))  # the same name is free: nothing half-written blocks it
     assert (target / "results.json").exists() and [p.name for p in runs.iterdir()] == ["r"]
+    assert any("dynamic-int8: reused from cache" in line for line in logged)
+
+
+class _Recorder:
+    def __init__(self, lines: list):
+        self.lines = lines
+
+    def print(self, *items, **_):
+        self.lines.append(" ".join(map(str, items)))
