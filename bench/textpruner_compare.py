@@ -18,15 +18,12 @@ As a diagnostic (not TextPruner's public API) it also applies TextPruner's own
 BERT attention infers the head count from the weight shape, so that model runs.
 
 bertcompress: ``HeadPruning(fraction=0.4 / 0.5)`` ranked globally (default) and per layer, and per layer
-with TextPruner's exact head counts (7 and 6 heads kept in every layer).
+with TextPruner's exact head counts (7 heads kept in every layer), built through the variants API.
 
-Run ``python bench/textpruner_compare.py``; results go to ``bench/results/textpruner.json``
-(BENCHMARKS.md is not touched).
-"""
-from __future__ import annotations
+    python bench/textpruner_compare.py [--smoke]
 
+Results go to ``bench/results/textpruner.json`` (BENCHMARKS.md is not touched)."""
 import copy
-import json
 import os
 import platform
 import sys
@@ -41,33 +38,24 @@ os.environ.setdefault("BERTCOMPRESS_QUIET", "1")
 import torch  # noqa: E402
 
 import bertcompress as bc  # noqa: E402
+from bertcompress.benchmarks import Settings, task_and_tokenizer, teacher_context, write_json  # noqa: E402
 from bertcompress.data.batching import encode  # noqa: E402
-from bertcompress.evaluation.metrics import score  # noqa: E402
-from bertcompress.training.loop import TrainConfig  # noqa: E402
-from bertcompress.training.teacher import get_teacher  # noqa: E402
+from bertcompress.measure import accuracy_rows  # noqa: E402
+from bertcompress.recipe import Recipe  # noqa: E402
+from bertcompress.variants import Variant, VariantCache, build_all  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "results" / "textpruner.json"
-CALIBRATION = 512
-BATCH = 32
-MAX_LENGTH = 64
-# heads kept per layer (of 12) -> fraction of all heads removed
-KEEP_PER_LAYER = {7: "40%", 6: "50%"}
+CALIBRATION, BATCH, MAX_LENGTH = 512, 32, 64
+KEEP_PER_LAYER = {7: "40%", 6: "50%"}  # heads kept per layer (of 12) -> fraction of all heads removed
 
 
-def one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-
-
-def where(error: BaseException) -> str:
+def failure(error: BaseException, started: float) -> dict:
     frame = traceback.extract_tb(error.__traceback__)[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {frame.line}"
+    return {"status": "failed", "error": f"{type(error).__name__}: {(str(error).strip() or ' ').splitlines()[0]}",
+            "at": f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {frame.line}",
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def params(model: torch.nn.Module) -> dict:
-    total = sum(p.numel() for p in model.parameters())
-    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
-    attention = sum(p.numel() for n, p in model.named_parameters() if ".attention." in n)
     shaped, live = [], []
     for layer in model.bert.encoder.layer:
         att = layer.attention.self
@@ -76,25 +64,20 @@ def params(model: torch.nn.Module) -> dict:
         shaped.append(att.query.weight.shape[0] // size)
         rows = att.query.weight.detach().reshape(-1, size * att.query.weight.shape[1])
         live.append(int((rows != 0).any(dim=1).sum()))
-    return {"total": total, "nonzero": nonzero, "attention_total": attention,
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
+            "attention_total": sum(p.numel() for n, p in model.named_parameters() if ".attention." in n),
             "heads_per_layer_by_shape": shaped, "heads_per_layer_nonzero": live}
 
 
-def evaluate(model, test, num_labels) -> dict:
-    model.eval()
-    result = score(model, test, num_labels)[0]
-    return {"accuracy": round(result["accuracy"], 4), "macro_f1": round(result["macro_f1"], 4)}
+def evaluate(model, task, tokenizer) -> dict:
+    row = accuracy_rows({"model": model.eval()}, task, tokenizer, MAX_LENGTH)[0]
+    return {"accuracy": round(row["test_accuracy"], 4), "macro_f1": round(row["test_macro_f1"], 4),
+            "params": params(model)}
 
 
-def textpruner_runs(teacher, calib, test, num_labels, n_layers, n_heads, ffn_size) -> dict:
-    out: dict = {}
-    try:
-        import textpruner
-        from textpruner import GeneralConfig, TransformerPruner, TransformerPruningConfig
-    except Exception as error:  # noqa: BLE001 - record why, do not crash
-        return {"available": False, "reason": one_line(error)}
-    out["available"] = True
-    out["version"] = getattr(textpruner, "__version__", "?")
+def textpruner_runs(textpruner, teacher, calib, task, tokenizer) -> dict:
+    config = teacher.config
     loader = torch.utils.data.DataLoader(list(range(len(calib))), batch_size=BATCH, shuffle=False,
                                          collate_fn=calib.batch)
     workdir = tempfile.mkdtemp(prefix="textpruner-")
@@ -102,114 +85,90 @@ def textpruner_runs(teacher, calib, test, num_labels, n_layers, n_heads, ffn_siz
     def pruner_for(model, keep, method):
         for p in model.parameters():
             p.requires_grad_(True)
-        config = TransformerPruningConfig(target_num_of_heads=keep, target_ffn_size=ffn_size,
-                                          pruning_method=method, n_iters=1)
-        return TransformerPruner(model, transformer_pruning_config=config,
-                                 general_config=GeneralConfig(use_device="cpu", output_dir=workdir))
+        pruning = textpruner.TransformerPruningConfig(target_num_of_heads=keep, pruning_method=method, n_iters=1,
+                                                      target_ffn_size=config.intermediate_size)
+        return textpruner.TransformerPruner(model, transformer_pruning_config=pruning, general_config=
+                                            textpruner.GeneralConfig(use_device="cpu", output_dir=workdir))
 
-    def attempt(model, call) -> dict:
-        """One TextPruner route on `model`: accuracy and size, or the one-line failure; seconds either way."""
-        started = time.perf_counter()
+    def attempt(keep: int, method: str, call) -> tuple[dict, object]:
+        """One TextPruner route on a copy of the teacher: accuracy and size, or the one-line failure."""
+        model = copy.deepcopy(teacher)
+        pruner, started = pruner_for(model, keep, method), time.perf_counter()
         try:
-            call()
-        except Exception as error:  # noqa: BLE001
-            return {"status": "failed", "error": one_line(error), "at": where(error),
-                    "seconds": round(time.perf_counter() - started, 2)}
+            call(pruner)
+        except Exception as error:  # noqa: BLE001 - record why, do not crash
+            return failure(error, started), pruner
         seconds = round(time.perf_counter() - started, 2)  # pruning only, not the evaluation
-        return {"status": "ok", **evaluate(model, test, num_labels), "params": params(model), "seconds": seconds}
+        return {"status": "ok", **evaluate(model, task, tokenizer), "seconds": seconds}, pruner
 
+    out: dict = {"available": True, "version": getattr(textpruner, "__version__", "?")}
     for keep, label in KEEP_PER_LAYER.items():
-        runs: dict = {"heads_kept_per_layer": keep, "heads_removed": (n_heads - keep) * n_layers}
+        runs: dict = {"heads_kept_per_layer": keep, "heads_removed": (config.num_attention_heads - keep)
+                      * config.num_hidden_layers}
         # 1. iterative, keep_shape=False (physical removal through base_model.prune_heads)
-        model = copy.deepcopy(teacher)
-        pruner = pruner_for(model, keep, "iterative")
-        runs["iterative_keep_shape_false"] = attempt(
-            model, lambda: pruner.prune(dataloader=loader, keep_shape=False, save_model=False))
-        head_mask = pruner.head_mask.clone() if pruner.head_mask is not None else None
-        if head_mask is not None:
-            runs["head_mask_kept_per_layer"] = [int(v) for v in head_mask.sum(-1).tolist()]
-
-        # 2. masks route: prune(head_mask=...) never passes keep_shape, so it is always keep_shape=False
-        if head_mask is not None:
-            model = copy.deepcopy(teacher)
-            pruner2 = pruner_for(model, keep, "masks")
-            runs["masks_route"] = attempt(model, lambda: pruner2.prune(head_mask=head_mask, save_model=False))
-
+        runs["iterative_keep_shape_false"], pruner = attempt(
+            keep, "iterative", lambda p: p.prune(dataloader=loader, keep_shape=False, save_model=False))
+        mask = pruner.head_mask.clone() if pruner.head_mask is not None else None
+        if mask is not None:
+            runs["head_mask_kept_per_layer"] = [int(v) for v in mask.sum(-1).tolist()]
+            # 2. masks route: prune(head_mask=...) never passes keep_shape, so it is always keep_shape=False
+            runs["masks_route"], _ = attempt(keep, "masks", lambda p: p.prune(head_mask=mask, save_model=False))
         # 3. iterative, keep_shape=True (weights of pruned heads zeroed, shapes unchanged)
-        model = copy.deepcopy(teacher)
-        pruner3 = pruner_for(model, keep, "iterative")
-        runs["iterative_keep_shape_true"] = attempt(
-            model, lambda: pruner3.prune(dataloader=loader, keep_shape=True, save_model=False))
+        runs["iterative_keep_shape_true"], pruner = attempt(
+            keep, "iterative", lambda p: p.prune(dataloader=loader, keep_shape=True, save_model=False))
         if runs["iterative_keep_shape_true"]["status"] == "ok":
-            runs["same_mask_as_keep_shape_false"] = bool(head_mask is not None
-                                                         and torch.equal(pruner3.head_mask, head_mask))
-
-        # 4. diagnostic: TextPruner's own weight slicing (internal method), bypassing prune_heads
-        if head_mask is not None:
-            model = copy.deepcopy(teacher)
-            pruner4 = pruner_for(model, keep, "masks")
-            runs["internal_reorder_physical"] = attempt(
-                model, lambda: pruner4.reorder_attention_heads(head_mask.float(), keep_shape=False))
+            runs["same_mask_as_keep_shape_false"] = bool(mask is not None and torch.equal(pruner.head_mask, mask))
+        if mask is not None:  # 4. diagnostic: TextPruner's own weight slicing (internal method), no prune_heads
+            runs["internal_reorder_physical"], _ = attempt(
+                keep, "masks", lambda p: p.reorder_attention_heads(mask.float(), keep_shape=False))
         out[label] = runs
     return out
 
 
-def ours(teacher, task, tok, test, fraction, scope) -> dict:
-    model = copy.deepcopy(teacher)
-    ctx = bc.Context(task=task, tokenizer=tok, teacher=teacher, train=TrainConfig(seed=0))
-    started = time.perf_counter()
+def ours(teacher, ctx, task, tokenizer) -> dict:
+    config = teacher.model.config
+    per_layer = config.num_attention_heads
+    settings = {"global_40": (0.4, "global"), "global_50": (0.5, "global"), "layer_40": (0.4, "layer"),
+                "layer_50": (0.5, "layer"),
+                "layer_keep7": ((per_layer - 7) / per_layer, "layer")}  # TextPruner's 5 of 12 removed per layer
+    variants = [Variant(name, Recipe(name, [bc.HeadPruning(fraction=fraction, scope=scope,
+                                                               calibration_examples=CALIBRATION)]))
+                for name, (fraction, scope) in settings.items()]
+    built = build_all(teacher.model, variants, ctx, VariantCache(teacher.path.name), tokenizer)
+    return {name: {"status": "ok", "fraction": round(fraction, 4), "scope": scope,
+                   "heads_removed": built[name].reports[0]["metrics"].get("heads_removed"),
+                   **evaluate(built[name].model, task, tokenizer), "seconds": built[name].reports[0]["seconds"]}
+            for name, (fraction, scope) in settings.items()}
+
+
+def main(settings: Settings) -> None:
     try:
-        report = bc.compress(model, bc.HeadPruning(fraction=fraction, scope=scope,
-                                                   calibration_examples=CALIBRATION), ctx)
-    except Exception as error:  # noqa: BLE001
-        return {"status": "failed", "error": one_line(error), "at": where(error)}
-    seconds = round(time.perf_counter() - started, 2)
-    return {"status": "ok", "fraction": round(fraction, 4), "scope": scope,
-            "heads_removed": report.metrics.get("heads_removed"), **evaluate(model, test, task.num_labels),
-            "params": params(model), "seconds": seconds}
-
-
-def main() -> int:
+        import textpruner
+    except ImportError as error:
+        sys.exit(f"TextPruner is not installed ({error}): .venv/bin/pip install --no-deps textpruner==1.1")
     started = time.perf_counter()
     torch.manual_seed(0)
-    task = bc.tasks.get("rotten_tomatoes", seed=0)
-    tok = bc.load_tokenizer("minilm")
-    teacher = get_teacher("minilm", task, tok, TrainConfig(seed=0)).model
-    teacher.eval()
-    test = encode(task.split("test"), tok, MAX_LENGTH)
-    calib = encode(task.split("train")[:CALIBRATION], tok, MAX_LENGTH)
-    cfg = teacher.config
-    n_layers, n_heads, ffn = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size
-
+    task, tokenizer = task_and_tokenizer(settings)
+    teacher, ctx = teacher_context("minilm", task, tokenizer, 0, settings)
+    calib = encode(task.split("train")[:CALIBRATION], tokenizer, MAX_LENGTH)
+    config = teacher.model.config
     import transformers
 
     results: dict = {
-        "setup": {"task": "rotten_tomatoes", "model": "minilm", "layers": n_layers, "heads_per_layer": n_heads,
-                  "calibration_examples": CALIBRATION, "max_length": MAX_LENGTH, "recovery_finetuning": False,
-                  "torch": torch.__version__, "transformers": transformers.__version__,
-                  "python": platform.python_version(),
-                  "has_prune_heads": hasattr(teacher.bert, "prune_heads")},
-        "teacher": {**evaluate(teacher, test, task.num_labels), "params": params(teacher)},
-    }
+        "setup": {"task": task.name, "model": "minilm", "layers": config.num_hidden_layers,
+                  "heads_per_layer": config.num_attention_heads, "calibration_examples": len(calib),
+                  "max_length": MAX_LENGTH, "recovery_finetuning": False, "torch": torch.__version__,
+                  "transformers": transformers.__version__, "python": platform.python_version(),
+                  "has_prune_heads": hasattr(teacher.model.bert, "prune_heads")},
+        "teacher": evaluate(teacher.model, task, tokenizer)}
     try:
-        results["textpruner"] = textpruner_runs(teacher, calib, test, task.num_labels, n_layers, n_heads, ffn)
+        results["textpruner"] = textpruner_runs(textpruner, teacher.model, calib, task, tokenizer)
     except Exception as error:  # noqa: BLE001 - never crash on TextPruner
-        results["textpruner"] = {"available": True, "status": "failed", "error": one_line(error)}
-    total = n_layers * n_heads
-    results["bertcompress"] = {
-        "global_40": ours(teacher, task, tok, test, 0.4, "global"),
-        "global_50": ours(teacher, task, tok, test, 0.5, "global"),
-        "layer_40": ours(teacher, task, tok, test, 0.4, "layer"),
-        "layer_50": ours(teacher, task, tok, test, 0.5, "layer"),
-        # TextPruner's exact counts: 5 of 12 removed per layer (30 of 72 = 41.7%)
-        "layer_keep7": ours(teacher, task, tok, test, (n_heads - 7) * n_layers / total, "layer"),
-    }
+        results["textpruner"] = {"available": True, **failure(error, started)}
+    results["bertcompress"] = ours(teacher, ctx, task, tokenizer)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    return 0
+    print(f"written to {write_json('textpruner', results, settings)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(Settings.from_command_line(__doc__))
