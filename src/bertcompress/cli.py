@@ -17,7 +17,7 @@ from rich.table import Table
 from bertcompress.cli_errors import INTERRUPTED, report
 from bertcompress.core.errors import BertCompressError
 from bertcompress.files import check_name, check_output_path
-from bertcompress.io import check_sequence_length
+from bertcompress.io import check_sequence_length, check_source
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Make BERT-family encoders smaller and faster while keeping their accuracy.")
@@ -59,7 +59,10 @@ class DataSource:
     label_column: str
 
     def task_spec(self, seed: int, max_train: Optional[int] = None, max_eval: Optional[int] = None):
+        """The task, after the cheap model-path check (so a typo fails before the data is fetched)."""
         from bertcompress.data import tasks
+
+        check_source(self.model)
 
         if self.eval_file and not self.train_file:
             raise BertCompressError("--eval needs --train as well")
@@ -132,8 +135,8 @@ def run(
                                batch_size=batch_size, max_length=max_length, seed=seed,
                                checkpoint_every=checkpoint_every)
     check_name(name) if name is not None else None
+    spec = data.task_spec(seed, max_train, max_eval)  # the data first: its errors need no model download
     check_sequence_length(data.model, max_length)
-    spec = data.task_spec(seed, max_train, max_eval)
     options = RunOptions(model=data.model, recipes=recipes, output=output, name=name, train=train_config,
                          seq_len=max_length, repeats=repeats, threads=threads, measure_memory=memory,
                          overwrite=overwrite)
@@ -177,8 +180,8 @@ def eval_command(
     from bertcompress.evaluation.metrics import score
 
     split = split.value
-    check_sequence_length(data.model, max_length)
     spec = data.task_spec(seed, max_eval=max_eval)
+    check_sequence_length(data.model, max_length)
     loaded = bc.load(data.model, num_labels=spec.num_labels)
     result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(data.model), max_length), spec.num_labels)
     print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
@@ -271,8 +274,8 @@ def heads_command(
 
     split = split.value
     check_output_path(out, overwrite)
-    check_sequence_length(data.model, max_length)
     spec = data.task_spec(seed)
+    check_sequence_length(data.model, max_length)
     loaded = bc.load(data.model, num_labels=spec.num_labels)
     path = write_head_analysis(loaded, spec, bc.load_tokenizer(data.model), out, examples=examples, split=split,
                                max_length=max_length, keep_one=keep_one, overwrite=overwrite)

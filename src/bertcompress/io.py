@@ -76,20 +76,29 @@ def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None 
     return write_atomically(Path(path), fill, overwrite=overwrite, kind="model")
 
 
+def check_source(source: str | Path) -> None:
+    """The cheap part of `resolve`: a local path that is missing or a file fails before any download."""
+    if str(source) in PACKAGED_MODELS:
+        return
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise BertCompressError(f"{path}: expected a model directory, got a file")
+    if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
+        raise BertCompressError(f"model path {str(source)!r} not found (use 'minilm', a local directory or a "
+                                "hub id)")
+
+
 def resolve(source: str | Path) -> Path:
-    """Local directory for a packaged name ('minilm') or a path; errors name the missing path."""
+    """Local directory for a packaged name ('minilm'), a path or a hub id; errors name the missing path."""
+    check_source(source)
     if str(source) in PACKAGED_MODELS:
         from bertcompress.data import assets
 
         return assets.model_dir(PACKAGED_MODELS[str(source)])
     path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise BertCompressError(f"{path}: expected a model directory, got a file")
-    if str(source).count("/") == 1 and not str(source).startswith((".", "/", "~")):
-        return _hub_snapshot(str(source))
-    raise BertCompressError(f"model path {str(source)!r} not found (use 'minilm', a local directory or a hub id)")
+    return path if path.is_dir() else _hub_snapshot(str(source))
 
 
 def _hub_snapshot(repo_id: str) -> Path:

@@ -1,17 +1,37 @@
 """The CLI as a user meets it: one-line errors with exit code 2, no traceback, nothing half-written."""
+import contextlib
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 
+from bertcompress.cli import main
 from tests.conftest import tiny_model
 
 
-def bertcompress(*args, cwd=None, env=None):
-    command = [sys.executable, "-m", "bertcompress.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, "BERTCOMPRESS_QUIET": "1", **(env or {})})
+def bertcompress(*args, cwd=None):
+    """The CLI in-process (a subprocess per case costs seconds of imports); `test_entry_point` runs the real
+    console script once."""
+    out, err, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or previous)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as done:
+                code = done.code
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_entry_point_runs_as_a_process():
+    result = subprocess.run([sys.executable, "-m", "bertcompress.cli", "run", "--nope"], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "BERTCOMPRESS_QUIET": "1"})
+    assert_clean_error(result, "No such option: --nope")
 
 
 def assert_clean_error(result, *fragments):
