@@ -9,6 +9,7 @@ import torch.nn as nn
 import bertcompress as bc
 from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.sparse_linear import SparseLinear
+from bertcompress.methods.pruning.vocabulary import PrunedVocabularyEmbedding
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.pq import PQEmbedding, PQLinear
@@ -87,6 +88,30 @@ def check_distill_3_layers(model, reports):
     assert reports[0].metrics["train_steps"] == 3
 
 
+def _heads(model) -> int:
+    return sum(layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer)
+
+
+def _ffn_width(model) -> int:
+    return sum(layer.intermediate.dense.out_features for layer in model.bert.encoder.layer)
+
+
+def check_distill_prune_int8(model, reports):
+    assert len(model.bert.encoder.layer) == 4 and reports[0].metrics["kept_teacher_layers"] == [1, 2, 3, 5]
+    assert _heads(model) < 4 * 4 and _ffn_width(model) < 4 * 48  # heads and neurons removed
+    _int8(model)
+    word = _word_embeddings(model)
+    assert isinstance(word, PrunedVocabularyEmbedding) and isinstance(word.table, Int8Embedding)
+
+
+def check_smallest(model, reports):
+    assert len(model.bert.encoder.layer) == 3 and reports[0].metrics["kept_teacher_layers"] == [1, 3, 5]
+    assert _ffn_width(model) == 3 * 24  # half of the 3 x 48 neurons (global ranking)
+    assert _all_of(model, PackedLinear) and {m.spec.bits for m in _encoder_linears(model).values()} == {4}
+    word = _word_embeddings(model)
+    assert isinstance(word, PrunedVocabularyEmbedding) and isinstance(word.table, PackedEmbedding)
+
+
 CHECKS = {name: globals()[f"check_{name.replace('-', '_')}"] for name in builtin_recipes()}
 
 
@@ -101,7 +126,7 @@ def _shortened(recipe):
 
 
 def test_every_shipped_recipe_has_a_check():
-    assert len(builtin_recipes()) == 9 and set(CHECKS) == set(builtin_recipes())
+    assert len(builtin_recipes()) == 11 and set(CHECKS) == set(builtin_recipes())
 
 
 @pytest.mark.parametrize("name", sorted(builtin_recipes()))

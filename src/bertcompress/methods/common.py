@@ -8,6 +8,7 @@ from pydantic import Field
 
 from bertcompress.arch.spec import get_spec
 from bertcompress.core.config import MethodConfig
+from bertcompress.core.errors import BertCompressError
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import select_modules, set_submodule
 
@@ -28,10 +29,21 @@ def chosen_linears(model: nn.Module, config: LinearTargets) -> dict[str, nn.Line
     """The Linears `config.targets` (default: every encoder Linear) choose, minus `config.ignore`.
 
     A pattern the user wrote that matches no Linear is an error naming it; the default ignore pattern
-    need not match (a model's head may be named otherwise)."""
+    need not match (a model's head may be named otherwise). By default, encoder Linears that an earlier
+    step already replaced (sparse, low-rank, quantized) are an error that says so."""
+    if config.targets is None:
+        _refuse_replaced(model, config.method_name)
     return select_modules(model, config.targets or get_spec(model).linear_names(model), config.ignore,
                           kinds=(nn.Linear,), field=f"{config.method_name}.targets",
                           ignore_field=f"{config.method_name}.ignore", may_miss=DEFAULT_IGNORE)
+
+
+def _refuse_replaced(model: nn.Module, method: str) -> None:
+    modules = [model.get_submodule(name) for name in get_spec(model).linear_names(model)]
+    kinds = sorted({type(m).__name__ for m in modules if not isinstance(m, nn.Linear)})
+    if kinds:
+        raise BertCompressError(f"{method}: the encoder Linears were already replaced by an earlier step "
+                                f"({', '.join(kinds)}); apply {method} before that step, or choose `targets`")
 
 
 def replace_each(model: nn.Module, modules: dict[str, nn.Module], make: Callable[[str, nn.Module], nn.Module],
