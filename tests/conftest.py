@@ -120,3 +120,15 @@ def record_training(monkeypatch, module, hooks: tuple = ()) -> list:
 
     monkeypatch.setattr(module, "train", recorded)
     return results
+
+
+def assert_finite_and_reloads_identically(model: torch.nn.Module, tokenizer, directory) -> None:
+    """Finite logits on a random batch, and the same logits after save and load."""
+    import bertcompress as bc
+
+    batch = random_batch()
+    with torch.no_grad():
+        logits = model(**batch).logits
+        assert torch.isfinite(logits).all()
+        bc.save(model, directory, tokenizer)
+        assert torch.equal(bc.load(directory)(**batch).logits, logits)

@@ -3,11 +3,10 @@ fewer bytes than either step alone would leave, saves and reloads to identical l
 import copy
 
 import pytest
-import torch
 
 import bertcompress as bc
 from bertcompress.evaluation.size import stored_bytes
-from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
+from tests.conftest import FAMILIES, assert_finite_and_reloads_identically, tiny_model, toy_task
 
 STRUCTURED = {
     "heads": bc.HeadPruning(fraction=0.5, importance="magnitude"),
@@ -34,12 +33,7 @@ def test_structured_then_quantized_saves_and_reloads(structured, quantization, f
     after_structure = stored_bytes(model)
     bc.compress(model, QUANTIZATION[quantization], ctx)
     assert stored_bytes(model) < after_structure < stored_bytes(teacher)
-    batch = random_batch()
-    with torch.no_grad():
-        logits = model(**batch).logits
-        assert torch.isfinite(logits).all()
-        bc.save(model, tmp_path / "m", tokenizer)
-        assert torch.equal(bc.load(tmp_path / "m")(**batch).logits, logits)
+    assert_finite_and_reloads_identically(model, tokenizer, tmp_path / "m")
 
 
 @pytest.mark.parametrize("quantization", sorted(QUANTIZATION))

@@ -14,7 +14,7 @@ from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, In
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
 from bertcompress.methods.quantization.pq import PQEmbedding, PQLinear
 from bertcompress.recipe import builtin_recipes, resolve_recipe
-from tests.conftest import random_batch, tiny_model, toy_task
+from tests.conftest import assert_finite_and_reloads_identically, tiny_model, toy_task
 
 ENCODER_LINEARS = 6 * 6  # six Linears in each of the six layers
 
@@ -141,9 +141,4 @@ def test_shipped_recipe_end_to_end(name, tokenizer, tmp_path):
     assert [r.method for r in reports] == [step.method_name for step in recipe.steps]
     CHECKS[name](model, reports)
     assert stored_bytes(model) < before
-    batch = random_batch()
-    with torch.no_grad():
-        logits = model(**batch).logits
-        assert torch.isfinite(logits).all()
-        bc.save(model, tmp_path / "saved", tokenizer)
-        assert torch.equal(bc.load(tmp_path / "saved")(**batch).logits, logits)
+    assert_finite_and_reloads_identically(model, tokenizer, tmp_path / "saved")
