@@ -3,7 +3,6 @@ promises checked, then saved and reloaded to the same logits."""
 import copy
 
 import pytest
-import torch
 import torch.nn as nn
 
 import bertcompress as bc
