@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import encode
 from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many, peak_memory
@@ -40,14 +41,23 @@ def accuracy_rows(models: dict[str, nn.Module], task: Task, tokenizer, max_lengt
         validation, _ = score(model, valid, task.num_labels)
         tested, predictions = score(model, test, task.num_labels, reference)
         reference = reference or predictions
-        counts = counts_by_component(model)
         rows.append({
             "variant": name, "validation_accuracy": validation["accuracy"], "test_accuracy": tested["accuracy"],
-            "test_macro_f1": tested["macro_f1"], "agreement": tested.get("agreement"),
-            "parameters_m": counts["parameters"]["total"] / MB, "components": counts,
-            "encoder_linear_mb": encoder_linear_bytes(model) / MB,
+            "test_macro_f1": tested["macro_f1"], "agreement": tested.get("agreement"), **_stored_sizes(model),
         })
     return rows
+
+
+def _stored_sizes(model) -> dict:
+    """Parameters and bytes by component, for PyTorch models in our layout (a runtime session has none)."""
+    if not isinstance(model, nn.Module) or model.state_dict() == {}:
+        return {}
+    try:  # torch.ao's packed modules keep no plain tensors to count
+        counts = counts_by_component(model)
+        return {"parameters_m": counts["parameters"]["total"] / MB, "components": counts,
+                "encoder_linear_mb": encoder_linear_bytes(model) / MB}
+    except (BertCompressError, AttributeError, TypeError):
+        return {}
 
 
 def paired_speedup(baseline: dict, own: dict) -> dict:

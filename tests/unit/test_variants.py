@@ -2,6 +2,8 @@
 an interrupted job resumes variant by variant; measurement pairs speedups round by round."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -83,3 +85,18 @@ def test_paired_speedup_uses_each_round():
     own = {"samples_ms": [5.0, 20.0, 5.0, 10.0]}  # the slow round hit both alike
     spread = paired_speedup(baseline, own)
     assert spread["median"] == pytest.approx(1.5) and spread["q1"] <= spread["median"] <= spread["q3"]
+
+
+def test_accuracy_rows_score_models_outside_our_layout(tokenizer):
+    """A peer's model (torch.ao dynamic int8) is scored like ours; only our byte counts are left out."""
+    import warnings
+
+    from bertcompress.measure import accuracy_rows
+
+    model = tiny_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    ours, theirs = accuracy_rows({"ours": model, "peer": peer}, toy_task(), tokenizer, 16)
+    assert "encoder_linear_mb" in ours and "encoder_linear_mb" not in theirs
+    assert theirs["agreement"] >= 0.75  # int8 of the same weights mostly agrees with them
