@@ -301,3 +301,16 @@ def test_cache_directory_is_private(tmp_path, monkeypatch):
 
     monkeypatch.setenv("BERTCOMPRESS_CACHE", str(tmp_path / "cache"))
     assert cache_dir().stat().st_mode & 0o777 == 0o700
+
+
+def test_checkpoint_round_trips_strided_and_shared_tensors(tmp_path):
+    """FLOP's factors are transposed views; tied weights share storage: both must checkpoint and come back."""
+    from bertcompress.training.checkpoint import load_state, save_state
+
+    base = torch.arange(12.0).reshape(3, 4)
+    state = {"view": base.t(), "tied": [base, base], "step": 3, 7: (1.5, None)}
+    assert not state["view"].is_contiguous()
+    save_state(tmp_path, state, "run")
+    loaded = load_state(tmp_path, "run")
+    assert torch.equal(loaded["view"], base.t()) and torch.equal(loaded["tied"][1], base)
+    assert loaded["step"] == 3 and loaded[7] == (1.5, None)

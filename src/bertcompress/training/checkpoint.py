@@ -27,7 +27,8 @@ def flatten(state: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """JSON-able skeleton of `state`; its tensors go into `tensors` under fresh keys."""
     if isinstance(state, torch.Tensor):
         key = f"t{len(tensors)}"
-        tensors[key] = state.detach().cpu().clone()  # own storage: safetensors refuses shared memory
+        # own, contiguous storage: safetensors refuses shared memory and strided views (e.g. FLOP's SVD factors)
+        tensors[key] = state.detach().cpu().clone(memory_format=torch.contiguous_format)
         return {_TENSOR: key}
     if isinstance(state, dict):
         if all(isinstance(k, str) for k in state):
