@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -63,8 +64,13 @@ def remove_stale_staging(parent: Path) -> None:
     if not Path(parent).is_dir():
         return
     for entry in Path(parent).iterdir():
-        if STAGING_TAG in entry.name and entry.is_dir() and not _alive(_staging_pid(entry.name)):
+        if _is_staging_name(entry.name) and entry.is_dir() and not _alive(_staging_pid(entry.name)):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_staging_name(name: str) -> bool:
+    """Exactly the names `write_atomically` gives: '.<target>.bertcompress-staging-<pid>-<suffix>'."""
+    return re.fullmatch(rf"\..+{re.escape(STAGING_TAG)}\d+-.+", name) is not None
 
 
 def _staging_pid(name: str) -> int | None:

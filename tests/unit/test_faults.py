@@ -233,8 +233,11 @@ def test_write_killed_midway_leaves_nothing_and_is_cleaned_next_time(tmp_path):
 def test_staging_of_a_live_process_is_left_alone(tmp_path):
     live = tmp_path / f".x{STAGING_TAG}{os.getpid()}-abc"
     live.mkdir()
+    users = [tmp_path / f"notes{STAGING_TAG}1-x", tmp_path / f".x{STAGING_TAG}draft"]  # not names we make
+    for directory in users:
+        directory.mkdir()
     write_atomically(tmp_path / "y", lambda staging: None)
-    assert live.exists()
+    assert live.exists() and all(directory.exists() for directory in users)
 
 
 class Planted:
