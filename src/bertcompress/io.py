@@ -14,9 +14,9 @@ from bertcompress.arch.spec import get_spec, spec_for_type
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
 from bertcompress.files import write_atomically
-from bertcompress.model_dir import (HEAD_ATTRIBUTES, TOKENIZER_FILES, WEIGHTS, apply_manifest, check_against_weights,
-                                    check_head_counts, check_model_dir, check_runs, meta_model, read_config, read_manifest,
-                                    weight_shapes)
+from bertcompress.model_dir import (HEAD_ATTRIBUTES, WEIGHTS, apply_manifest, check_against_weights,
+                                    check_head_counts, check_model_dir, check_runs, check_tokenizer, meta_model,
+                                    read_config, read_manifest, weight_shapes)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -178,9 +178,7 @@ def _load_compressed(path: Path, config) -> nn.Module:
 
 def load_tokenizer(source: str | Path = "minilm"):
     path = resolve(source)
-    if not any((path / name).exists() for name in TOKENIZER_FILES):
-        raise BertCompressError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
-                                "save the tokenizer beside the model")
+    check_tokenizer(path)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -50,7 +50,7 @@ def accuracy_rows(models: dict[str, nn.Module], task: Task, tokenizer, max_lengt
 
 def _stored_sizes(model) -> dict:
     """Parameters and bytes by component, for PyTorch models in our layout (a runtime session has none)."""
-    if not isinstance(model, nn.Module) or model.state_dict() == {}:
+    if not isinstance(model, nn.Module):
         return {}
     try:  # torch.ao's packed modules keep no plain tensors to count
         counts = counts_by_component(model)

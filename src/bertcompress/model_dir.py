@@ -73,7 +73,12 @@ def check_model_dir(path: Path, need_tokenizer: bool = True) -> None:
     sharded = (Path(path) / f"{WEIGHTS}.index.json").exists()
     if not sharded:
         weight_shapes(path)
-    if need_tokenizer and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+    if need_tokenizer:
+        check_tokenizer(path)
+
+
+def check_tokenizer(path: Path) -> None:
+    if not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
         raise BertCompressError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
                                 "save the tokenizer beside the model")
 
