@@ -218,7 +218,8 @@ def markdown(table: Table, results: list[dict], env: dict, settings: Settings) -
     base_size = next((r["size_mb"] for r in results if not r["recipe"] and not r["peer"]), None)
     extra = "".join(f" {header} |" for header, _ in table.columns)
     lines = [f"## {table.title}", "", table.description, "",
-             f"Timed in one run: {env['cpu']}, {env['threads']} thread(s), torch {env['torch']}, seq 64, "
+             f"Timed in one run: {env['cpu']} ({', '.join(env.get('cpu_features', [])) or 'no AVX2/AVX-512/VNNI'}), "
+             f"{env['threads']} thread(s), torch {env['torch']}, seq 64, "
              f"{settings.repeats} interleaved rounds; a speedup is the median teacher/variant time ratio over the "
              "rounds (interquartile range in brackets). Accuracy: test split, mean ± std over the seeds listed.",
              "", f"| variant |{extra} seeds | test accuracy | Δ (points) | size on disk MB | smaller | speedup b1 | "
