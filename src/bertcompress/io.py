@@ -14,11 +14,18 @@ from bertcompress.arch.spec import get_spec, spec_for_type
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
 from bertcompress.files import write_atomically
-from bertcompress.model_dir import (HEAD_ATTRIBUTES, WEIGHTS, apply_manifest, check_against_weights,
+from bertcompress.model_dir import (COMPRESSED_WEIGHTS, HEAD_ATTRIBUTES, WEIGHTS, apply_manifest, check_against_weights,
                                     check_head_counts, check_model_dir, check_runs, check_tokenizer, meta_model,
-                                    read_config, read_manifest, weight_shapes)
+                                    read_config, read_manifest, weight_shapes, weights_path)
+from bertcompress.plain import plain_config, plain_problem
 
 MANIFEST = "manifest.json"
+NOT_PLAIN_README = """# A bertcompress model
+
+Plain Transformers cannot load this directory: {problem}.
+Load it with `bertcompress.load(path)`, or export it with
+`bertcompress export PATH --to onnx|openvino|transformers --out DIR`.
+"""
 FORMAT_VERSION = 1
 PACKAGED_MODELS = {"minilm": "minilm"}
 
@@ -47,7 +54,7 @@ def _head_attributes(model: nn.Module) -> dict[str, dict[str, int]]:
 
 def directory_bytes_of(path: Path, exclude_tokenizer: bool = False) -> int:
     """Bytes of a saved model directory; optionally only weights, config and manifest."""
-    keep = {WEIGHTS, MANIFEST, "config.json"} if exclude_tokenizer else None
+    keep = {WEIGHTS, COMPRESSED_WEIGHTS, MANIFEST, "config.json"} if exclude_tokenizer else None
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and (keep is None or f.name in keep))
 
 
@@ -65,11 +72,17 @@ def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None 
     }
 
     model.config.architectures = [type(model).__name__]
+    # a model plain Transformers can hold is saved so that `from_pretrained` loads it exactly; any other
+    # under a weights name it does not read, so that it refuses instead of loading random layers
+    problem = plain_problem(model)
+    config = plain_config(model) if problem is None else model.config
 
     def fill(directory: Path) -> None:
-        model.config.save_pretrained(directory)
-        save_model(model, str(directory / WEIGHTS))
+        config.save_pretrained(directory)
+        save_model(model, str(directory / (WEIGHTS if problem is None else COMPRESSED_WEIGHTS)))
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if problem is not None:
+            (directory / "README.md").write_text(NOT_PLAIN_README.format(problem=problem))
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
 
@@ -167,9 +180,10 @@ def _load_compressed(path: Path, config) -> nn.Module:
     check_against_weights(meta_model(build), weight_shapes(path), path / MANIFEST)
     model = build()
     check_head_counts(model, path / MANIFEST)
-    missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
+    weights = weights_path(path)
+    missing, unexpected = load_model(model, str(weights), strict=False)
     if missing or unexpected:
-        raise BertCompressError(f"{path / WEIGHTS}: weights do not match the manifest "
+        raise BertCompressError(f"{weights}: weights do not match the manifest "
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     check_runs(model.eval(), path / MANIFEST)
     model._bertcompress_history = manifest.history

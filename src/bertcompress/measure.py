@@ -17,7 +17,8 @@ from bertcompress.evaluation.latency import benchmark_many, peak_memory
 from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
 from bertcompress.hardware import cpu_features, cpu_name
-from bertcompress.io import WEIGHTS, directory_bytes_of
+from bertcompress.io import directory_bytes_of
+from bertcompress.model_dir import weights_path
 
 MB = 1e6
 
@@ -88,7 +89,7 @@ def measure(models: dict[str, nn.Module], saved: dict[str, Path], task: Task, to
     for row in rows:
         name, path = row["variant"], saved[row["variant"]]
         row["size_mb"] = directory_bytes_of(path, exclude_tokenizer=True) / MB
-        row["weights_mb"] = (path / WEIGHTS).stat().st_size / MB
+        row["weights_mb"] = weights_path(path).stat().st_size / MB
         row |= latency_fields(latency[name], baseline, options.batch_sizes)
         if options.memory:
             row |= peak_memory(path, batch_size=max(options.batch_sizes), seq_len=options.seq_len,

@@ -20,6 +20,9 @@ from bertcompress.core.errors import BertCompressError, describe_validation_erro
 from bertcompress.core.modules import is_replacement
 
 WEIGHTS = "model.safetensors"
+# weights that plain Transformers must not load: under the standard name it would fill the layers it
+# does not know with random values and say nothing (see plain.py)
+COMPRESSED_WEIGHTS = "bertcompress.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 MAX_DIMENSION = 1 << 20
 
@@ -52,14 +55,24 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def weight_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Tensor name -> (shape, dtype) from the safetensors header, without reading the tensors."""
+def weights_path(path: Path) -> Path:
+    """The directory's weights file: bertcompress's own name for compressed layers, else the standard one."""
+    compressed = Path(path) / COMPRESSED_WEIGHTS
+    if compressed.exists():
+        return compressed
     weights = Path(path) / WEIGHTS
     if not weights.exists():
         pickled = [p.name for p in Path(path).glob("*.bin")]
         hint = f" ({pickled[0]} is a pickle file, which bertcompress never loads; convert it to safetensors)" \
             if pickled else ""
-        raise BertCompressError(f"{path}: no {WEIGHTS}{hint}")
+        expected = f"{COMPRESSED_WEIGHTS} or {WEIGHTS}" if (Path(path) / "manifest.json").exists() else WEIGHTS
+        raise BertCompressError(f"{path}: no {expected}{hint}")
+    return weights
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Tensor name -> (shape, dtype) from the safetensors header, without reading the tensors."""
+    weights = weights_path(path)
     try:
         with safe_open(str(weights), framework="pt") as handle:
             return {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 import bertcompress as bc
 from bertcompress.core.registry import config_from_dict
+from bertcompress.model_dir import COMPRESSED_WEIGHTS, WEIGHTS
 from bertcompress.evaluation.size import size_on_disk, stored_bytes
 from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 
@@ -107,7 +109,21 @@ def test_is_smaller(outcome):
 
 @each_method_and_family
 def test_saves(outcome):
-    assert {p.name for p in outcome.saved.iterdir()} >= {"model.safetensors", "manifest.json", "config.json"}
+    names = {p.name for p in outcome.saved.iterdir()}
+    assert {"manifest.json", "config.json"} <= names and len(names & {WEIGHTS, COMPRESSED_WEIGHTS}) == 1
+
+
+@each_method_and_family
+def test_plain_transformers_loads_it_exactly_or_refuses(outcome):
+    """Under the standard weights name only what the stock class holds exactly; anything else is refused
+    (no file it reads) instead of loading with random layers."""
+    if (outcome.saved / WEIGHTS).exists():
+        plain = AutoModelForSequenceClassification.from_pretrained(outcome.saved).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(plain(**outcome.batch).logits, outcome.logits)
+    else:
+        with pytest.raises(OSError, match="model.safetensors"):
+            AutoModelForSequenceClassification.from_pretrained(outcome.saved)
 
 
 @each_method_and_family

@@ -10,6 +10,7 @@ import pytest
 
 import bertcompress as bc
 from bertcompress.cli import main
+from bertcompress.model_dir import COMPRESSED_WEIGHTS, weights_path
 from tests.conftest import tiny_model, tiny_tokenizer
 
 
@@ -72,18 +73,18 @@ def _bad_weights(content: bytes | None, *fragments):
     def build(assets, tmp):
         model = copy_model(assets, "int8", tmp)
         if content is None:
-            (model / "model.safetensors").unlink()
+            weights_path(model).unlink()
         else:
-            (model / "model.safetensors").write_bytes(content)
+            weights_path(model).write_bytes(content)
         return ["eval", "--model", model, "--train", assets / "data.csv"], list(fragments)
     return build
 
 
 def _truncated_weights(assets, tmp):
     model = copy_model(assets, "int8", tmp)
-    data = (model / "model.safetensors").read_bytes()
-    (model / "model.safetensors").write_bytes(data[: len(data) // 2])
-    return ["eval", "--model", model, "--train", assets / "data.csv"], ["model.safetensors"]
+    data = weights_path(model).read_bytes()
+    weights_path(model).write_bytes(data[: len(data) // 2])
+    return ["eval", "--model", model, "--train", assets / "data.csv"], [COMPRESSED_WEIGHTS]
 
 
 def _manifest(change, *fragments):
@@ -196,8 +197,8 @@ CASES = {
     "config a list": _bad_config("[1, 2]"),
     "config unknown type": _bad_config('{"model_type": "nosuchmodel"}'),
     "config outside the family": _bad_config('{"model_type": "gpt2"}'),
-    "weights missing": _bad_weights(None, "no model.safetensors"),
-    "weights corrupt": _bad_weights(b"\x00" * 64, "model.safetensors"),
+    "weights missing": _bad_weights(None, f"no {COMPRESSED_WEIGHTS} or model.safetensors"),
+    "weights corrupt": _bad_weights(b"\x00" * 64, COMPRESSED_WEIGHTS),
     "weights truncated": _truncated_weights,
     "pickle weights only": _pickle_only,
     "no tokenizer": _no_tokenizer,
@@ -295,10 +296,10 @@ def test_overwrite_replaces_only_our_output(assets, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = invoke(capsys, "compress", assets / "plain", "--recipe", "dynamic-int8", "--out", out)
     assert code == 0, err
-    first = (out / "model.safetensors").stat().st_mtime_ns
+    first = weights_path(out).stat().st_mtime_ns
     code, err = invoke(capsys, "compress", assets / "plain", "--recipe", "dynamic-int8", "--out", out, "--overwrite")
     assert code == 0, err
-    assert (out / "model.safetensors").stat().st_mtime_ns != first
+    assert weights_path(out).stat().st_mtime_ns != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing staged is left behind
 
 

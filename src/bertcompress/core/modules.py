@@ -4,13 +4,20 @@ A replacement module knows how to
 - describe and rebuild its empty shell: saving records `manifest_entry()`; loading calls
   `from_manifest(entry)` to recreate the module with the right shapes and dtypes before the weights load;
 - stand in for itself in an exported graph: `export_standin(options)` returns an ONNX-traceable module
-  with the same outputs (e.g. integer ONNX ops, or a dequantized fp32 Linear). Exporters ask every
-  replacement for it and never need to know the module's type. By default (a module that defines none)
-  the stand-in is the module itself, which then must export as is (only traceable ops in `forward`).
+  with the same outputs (e.g. integer ONNX ops, or a dequantized fp32 Linear), or with `options.plain` a
+  stock torch module (nn.Linear, nn.Embedding) for a checkpoint that loads without bertcompress, raising
+  BertCompressError when it cannot be one. Exporters ask every replacement for it and never need to know
+  the module's type. By default (a module that defines none) the stand-in is the module itself, which then
+  must export as is (only traceable ops in `forward`) and cannot be plain;
+- say whether that stand-in computes exactly what it does (`standin_is_exact(options)`, default true): an
+  exporter verifies exact stand-ins by their logits and approximate ones (run-time activation rounding)
+  by their predictions.
 Its stored bytes need no method: `core.bytes.stored_bytes` counts what its state dict saves.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,9 +34,13 @@ class ExportOptions:
     """Choices an exporter passes to every stand-in; each module reads those that concern it.
 
     signed_int8: int8 weights as int8 (u8s8 kernels: faster, exact only on VNNI/ARM CPUs) rather than
-    as uint8 with zero point 128 (u8u8: exact everywhere)."""
+    as uint8 with zero point 128 (u8u8: exact everywhere).
+
+    plain: whether every stand-in must be a stock torch module (a plain Transformers checkpoint).
+    """
 
     signed_int8: bool = False
+    plain: bool = False
 
 
 class Replacement(Protocol):
@@ -40,9 +51,17 @@ class Replacement(Protocol):
 
     def export_standin(self, options: ExportOptions) -> nn.Module: ...
 
+    def standin_is_exact(self, options: ExportOptions) -> bool: ...
+
 
 def _itself(self: nn.Module, options: ExportOptions) -> nn.Module:
+    if options.plain:
+        raise BertCompressError(f"{type(self).__name__} has no stock torch equivalent")
     return self
+
+
+def _exact(self: nn.Module, options: ExportOptions) -> bool:
+    return True
 
 
 def replacement(cls: type) -> type:
@@ -53,6 +72,8 @@ def replacement(cls: type) -> type:
                          f"({known.__module__}); manifests name modules by class, so names must be unique")
     if not hasattr(cls, "export_standin"):
         cls.export_standin = _itself
+    if not hasattr(cls, "standin_is_exact"):
+        cls.standin_is_exact = _exact
     _REPLACEMENTS[cls.__name__] = cls
     return cls
 
@@ -89,3 +110,47 @@ def frozen_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
 def frozen_embedding(weight: torch.Tensor, padding_idx: int | None) -> nn.Embedding:
     """A plain fp32 Embedding holding a copy of this table: the stand-in of a table stored in another form."""
     return nn.Embedding.from_pretrained(weight.detach().float().clone(), freeze=True, padding_idx=padding_idx)
+
+
+def standins(model: nn.Module, options: ExportOptions) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """{name: (replacement, its stand-in)} for every replacement module that traces as another module;
+    a replaced module's children go with it, so they are not visited."""
+    swaps: dict[str, tuple[nn.Module, nn.Module]] = {}
+    for name, module in model.named_modules():
+        if not is_replacement(module) or any(name.startswith(f"{outer}.") for outer in swaps):
+            continue
+        try:
+            standin = module.export_standin(options)
+        except BertCompressError as error:
+            raise BertCompressError(f"{name}: {error}") from None
+        if standin is not module:
+            swaps[name] = (module, standin)
+    return swaps
+
+
+def standins_are_exact(model: nn.Module, options: ExportOptions) -> bool:
+    """Whether every outermost replacement's stand-in computes exactly what the replacement does."""
+    outer: list[str] = []
+    for name, module in model.named_modules():
+        if is_replacement(module) and not any(name.startswith(f"{o}.") for o in outer):
+            outer.append(name)
+            if not module.standin_is_exact(options):
+                return False
+    return True
+
+
+@contextlib.contextmanager
+def standin_view(model: nn.Module, options: ExportOptions) -> Iterator[nn.Module]:
+    """The model in eval mode with each replacement swapped for its stand-in; all is restored on exit."""
+    from bertcompress.core.targets import set_submodule
+
+    swaps = standins(model, options)
+    training = model.training
+    try:
+        for name, (_, standin) in swaps.items():
+            set_submodule(model, name, standin)
+        yield model.eval()
+    finally:
+        for name, (original, _) in swaps.items():
+            set_submodule(model, name, original)
+        model.train(training)

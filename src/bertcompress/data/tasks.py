@@ -196,16 +196,33 @@ def _label_order(raw_labels: list[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted(set(raw_labels), key=key))}
 
 
-def _examples(path: Path, columns: Columns, label_ids: dict[str, int] | None) -> tuple[list[Example], list[str]]:
+def _rows_with(path: Path, columns: list[str | None]) -> list[tuple[int, dict]]:
+    """The file's rows, after checking it has some and that its first row has every named column."""
     rows = _read_rows(path)
     if not rows:
         raise BertCompressError(f"{path}: dataset is empty")
-    wanted = [c for c in (columns.text, columns.label, columns.text_pair) if c]
-    missing = [c for c in wanted if c not in rows[0][1]]
+    missing = [c for c in columns if c and c not in rows[0][1]]
     if missing:
         raise BertCompressError(f"{path}: missing column(s) {missing}; found {sorted(map(str, rows[0][1]))}")
+    return rows
+
+
+def _texts(path: Path, rows: list[tuple[int, dict]], columns: Columns) -> tuple[list[str], list[str | None]]:
     texts = [_cell(path, line, row, columns.text) for line, row in rows]
     pairs = [_cell(path, line, row, columns.text_pair) if columns.text_pair else None for line, row in rows]
+    return texts, pairs
+
+
+def read_texts(path: Path, columns: Columns = Columns()) -> list[Example]:
+    """Unlabelled examples (label -1) from a .csv/.tsv/.jsonl file: inputs to predict or to check an export."""
+    path = Path(path)
+    texts, pairs = _texts(path, _rows_with(path, [columns.text, columns.text_pair]), columns)
+    return [Example(text=text, label=-1, text_pair=pair) for text, pair in zip(texts, pairs)]
+
+
+def _examples(path: Path, columns: Columns, label_ids: dict[str, int] | None) -> tuple[list[Example], list[str]]:
+    rows = _rows_with(path, [columns.text, columns.label, columns.text_pair])
+    texts, pairs = _texts(path, rows, columns)
     raw_labels = [_cell(path, line, row, columns.label) for line, row in rows]
     label_ids = label_ids if label_ids is not None else _label_order(raw_labels)
     for (line, _), label in zip(rows, raw_labels):

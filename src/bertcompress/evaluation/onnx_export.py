@@ -18,40 +18,15 @@ import torch
 import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from bertcompress.core.modules import ExportOptions, is_replacement
-from bertcompress.core.targets import set_submodule
+from bertcompress.core.modules import ExportOptions, standin_view
 from bertcompress.files import atomic_file
 
 OUTPUT = "logits"
 
 
-def _standins(model: nn.Module, options: ExportOptions) -> dict[str, tuple[nn.Module, nn.Module]]:
-    """{name: (replacement, its stand-in)} for every replacement module that traces as another module;
-    a replaced module's children go with it, so they are not visited."""
-    swaps: dict[str, tuple[nn.Module, nn.Module]] = {}
-    for name, module in model.named_modules():
-        if not is_replacement(module) or any(name.startswith(f"{outer}.") for outer in swaps):
-            continue
-        standin = module.export_standin(options)
-        if standin is not module:
-            swaps[name] = (module, standin)
-    return swaps
-
-
-@contextlib.contextmanager
-def onnx_view(model: nn.Module, signed_int8: bool = False) -> Iterator[nn.Module]:
-    """The model in eval mode with each replacement module's export stand-in (see core.modules) swapped in
-    place; all is restored on exit."""
-    swaps = _standins(model, ExportOptions(signed_int8=signed_int8))
-    training = model.training
-    try:
-        for name, (_, standin) in swaps.items():
-            set_submodule(model, name, standin)
-        yield model.eval()
-    finally:
-        for name, (original, _) in swaps.items():
-            set_submodule(model, name, original)
-        model.train(training)
+def onnx_view(model: nn.Module, signed_int8: bool = False):
+    """The model in eval mode with each replacement module's export stand-in swapped in (see core.modules)."""
+    return standin_view(model, ExportOptions(signed_int8=signed_int8))
 
 
 class _LogitsOnly(nn.Module):

@@ -37,8 +37,10 @@ def encoder_linear_bytes(model: nn.Module) -> int:
 
 def size_on_disk(model: nn.Module) -> dict[str, int]:
     """Bytes of the saved model (weights + config + manifest, no tokenizer)."""
-    from bertcompress.io import WEIGHTS, directory_bytes_of, save
+    from bertcompress.io import directory_bytes_of, save
+    from bertcompress.model_dir import weights_path
 
     with tempfile.TemporaryDirectory() as tmp:
         target = save(model, Path(tmp) / "model")
-        return {"total": directory_bytes_of(target), "weights": (target / WEIGHTS).stat().st_size}
+        return {"total": directory_bytes_of(target, exclude_tokenizer=True),
+                "weights": weights_path(target).stat().st_size}

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, frozen_linear, replacement
 
 
 def _require_linear(module: nn.Module, name: str) -> nn.Linear:
@@ -57,6 +57,14 @@ class LowRankLinear(nn.Module):
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> "LowRankLinear":
         return cls(entry["in_features"], entry["out_features"], entry["rank"], entry["bias"])
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        """Itself (two MatMuls); plain, the product of its factors as one Linear, which loses the speed."""
+        if not options.plain:
+            return self
+        if type(self.down) is not nn.Linear or type(self.up) is not nn.Linear:
+            raise BertCompressError("a low-rank pair whose factors were replaced has no stock torch equivalent")
+        return frozen_linear(self.up.weight @ self.down.weight, None if self.up.bias is None else self.up.bias)
 
 
 def factorize(linear: nn.Linear, rank: int, name: str = "linear") -> LowRankLinear:

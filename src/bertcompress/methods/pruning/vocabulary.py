@@ -17,7 +17,7 @@ from pydantic import Field
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.modules import replacement
+from bertcompress.core.modules import ExportOptions, frozen_embedding, replacement
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
 from bertcompress.core.targets import set_submodule
@@ -70,6 +70,10 @@ class PrunedVocabularyEmbedding(nn.Module):
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> "PrunedVocabularyEmbedding":
         return cls(entry["num_embeddings"], entry["kept"], entry["embedding_dim"], entry["padding_idx"])
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        """Itself (a Gather through the id map); plain, the full-vocabulary table (dropped tokens as [UNK])."""
+        return frozen_embedding(self.weight, None) if options.plain else self
 
 
 def token_counts(ctx: Context, config: VocabularyPruning) -> Counter:

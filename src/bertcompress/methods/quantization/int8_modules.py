@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bertcompress.core.modules import ExportOptions, replacement
+from bertcompress.core.modules import ExportOptions, frozen_embedding, frozen_linear, replacement
 from bertcompress.methods.quantization.int8_export import OnnxInt8Linear
 
 
@@ -97,7 +97,12 @@ class DynamicInt8Linear(nn.Module):
         return cls(entry["in_features"], entry["out_features"], entry["bias"], entry["reduce_range"])
 
     def export_standin(self, options: ExportOptions) -> nn.Module:
+        if options.plain:
+            return frozen_linear(self.dequantized_weight(), None if self.bias is None else self.bias.detach())
         return OnnxInt8Linear(self, options.signed_int8)
+
+    def standin_is_exact(self, options: ExportOptions) -> bool:
+        return False  # activations are rounded at run time, by another kernel (or not at all when plain)
 
 
 @replacement
@@ -136,3 +141,6 @@ class Int8Embedding(nn.Module):
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> "Int8Embedding":
         return cls(entry["num_embeddings"], entry["embedding_dim"], entry["padding_idx"])
+
+    def export_standin(self, options: ExportOptions) -> nn.Module:
+        return frozen_embedding(self.weight, self.padding_idx) if options.plain else self

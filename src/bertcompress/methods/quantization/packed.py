@@ -106,9 +106,12 @@ class PackedLinear(nn.Module):
     def export_standin(self, options: ExportOptions) -> nn.Module:
         """fp32 dequantized weights (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
         linear = frozen_linear(self.dequantized_weight().float(), None if self.bias is None else self.bias.detach())
-        if self.input_spec is None:
+        if self.input_spec is None or options.plain:
             return linear
         return nn.Sequential(FixedRangeQuantizer(self.input_scale, self.input_zero, self.input_spec), linear)
+
+    def standin_is_exact(self, options: ExportOptions) -> bool:
+        return self.input_spec is None or not options.plain  # a plain Linear drops the input quantizer
 
 
 class FixedRangeQuantizer(nn.Module):
