@@ -1,4 +1,4 @@
-"""Command line: `bertcompress run | compress | eval | bench | heads | hardware | methods`."""
+"""Command line: `bertcompress run | compress | eval | bench | export | predict | heads | hardware | methods`."""
 from __future__ import annotations
 
 import functools
@@ -213,6 +213,89 @@ def bench(
         ratios = [base[f"batch_{b}"]["median_ms"] / result[f"batch_{b}"]["median_ms"] for b in batch_size]
         table.add_row(name, *[f"{v:.1f}" for v in ms], *[f"{r:.2f}x" for r in ratios])
     Console().print(table)
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    openvino = "openvino"
+    transformers = "transformers"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="a saved bertcompress or Transformers model directory"),
+    to: Format = typer.Option(..., "--to", help="onnx (ONNX Runtime), openvino (IR) or transformers (plain checkpoint)"),
+    out: Path = typer.Option(..., "--out", help="where to write the export (a new directory)"),
+    optimize: bool = typer.Option(True, "--optimize/--no-optimize",
+                                  help="ONNX Runtime's transformer fusions, kept only where the outputs still verify"),
+    data: Optional[Path] = typer.Option(None, "--data", help="texts to verify on (.csv/.tsv/.jsonl); default: "
+                                        "the --task test split"),
+    task: str = TaskOpt,
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = PairColumnOpt,
+    verify_examples: int = typer.Option(512, min=1, help="verify on the first N inputs"),
+    max_length: int = MaxLengthOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Export a model to ONNX Runtime, OpenVINO or plain Transformers, verified against PyTorch first."""
+    from bertcompress.data import tasks
+    from bertcompress.export import ExportSettings, check_export_request, check_not_source, export_model
+
+    check_source(model)
+    check_not_source(model, out)
+    check_export_request(to.value, out, overwrite)
+    check_sequence_length(model, max_length)
+    columns = tasks.Columns(text=text_column, text_pair=text_pair_column)
+    examples = (tasks.read_texts(data, columns) if data else tasks.get(task).split("test"))[:verify_examples]
+    settings = ExportSettings(max_length=max_length, optimize=optimize, overwrite=overwrite)
+    found = export_model(model, to.value, out, examples, settings)
+    fused = ", ONNX Runtime fusions kept" if found.get("optimized") else ""
+    console.print(f"[green]verified[/] {to.value}: max |logit difference| {found['max_abs_logit_diff']:.2g}, "
+                  f"agreement {found['agreement']:.2%} on {found['examples']} inputs{fused}; "
+                  f"{found['size_mb']:.1f} MB -> {out}")
+    if found.get("ffn_padded_from"):
+        console.print(f"note: FFN layers padded with zero neurons to one width (from "
+                      f"{found['ffn_padded_from']}) so plain Transformers can hold them; same outputs, more weights")
+
+
+@app.command("predict")
+def predict_command(
+    model: str = typer.Argument(..., help="a saved model directory or an export (onnx/openvino/transformers)"),
+    input_file: Path = typer.Option(..., "--input", "-i", help="texts to label (.csv/.tsv/.jsonl)"),
+    output_file: Path = typer.Option(..., "--output", "-o", help="rows with 'prediction' and 'score' added "
+                                     "(.csv/.tsv/.jsonl)"),
+    runtime: Optional[Runtime] = typer.Option(None, help="torch, onnxruntime or openvino (default: what the "
+                                              "directory holds)"),
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = PairColumnOpt,
+    batch_size: int = typer.Option(32, min=1, max=4096),
+    max_length: int = MaxLengthOpt,
+    threads: Optional[int] = ThreadsOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
+) -> None:
+    """Label every row of a file with a model's predicted class (by name) and its probability."""
+    from rich.progress import Progress
+
+    from bertcompress.data.tasks import Columns
+    from bertcompress.predict import PredictSettings, check_predict_request, predict_file
+
+    settings = PredictSettings(runtime=runtime.value if runtime else None, max_length=max_length,
+                               columns=Columns(text=text_column, text_pair=text_pair_column),
+                               batch_size=batch_size, threads=threads, overwrite=overwrite)
+    check_predict_request(model, input_file, output_file, settings)
+    check_sequence_length(model, max_length)
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("predicting", total=None)
+        count = predict_file(model, input_file, output_file, settings,
+                             on_batch=lambda n: progress.advance(bar, n),
+                             on_start=lambda total: progress.update(bar, total=total))
+    console.print(f"[green]wrote[/] {count} predictions to {output_file}")
 
 
 @app.command()

@@ -25,7 +25,7 @@ from bertcompress.data.tasks import Example
 from bertcompress.evaluation.metrics import logits
 from bertcompress.files import check_output_path, write_atomically
 from bertcompress.hardware import cpu_features, cpu_name
-from bertcompress.plain import plain_config, plain_problem
+from bertcompress.plain import ffn_widths, plain_config, plain_problem, plain_state_dict
 from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, require_runtime
 
 FORMATS = {"onnx": "onnxruntime", "openvino": "openvino", "transformers": "torch"}
@@ -41,9 +41,9 @@ class ExportSettings:
     signed_int8: bool | None = None  # None: int8 x int8 kernels where the CPU has int8 dot products
     overwrite: bool = False
 
-    def export_options(self, plain: bool = False) -> ExportOptions:
+    def export_options(self, to: str) -> ExportOptions:
         signed = self.signed_int8 if self.signed_int8 is not None else bool(set(cpu_features()) & set(INT8_DOT_PRODUCT))
-        return ExportOptions(signed_int8=signed, plain=plain)
+        return ExportOptions(signed_int8=signed, plain=to == "transformers", dequantize_weights=to == "openvino")
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,23 @@ def check_export_request(to: str, out: Path, overwrite: bool) -> None:
     check_output_path(Path(out), overwrite)
 
 
+def check_not_source(source: str | Path, out: Path) -> None:
+    if Path(source).expanduser().resolve() == Path(out).expanduser().resolve():
+        raise BertCompressError(f"{out}: is the model being exported; choose another --out")
+
+
 def export_model(source: str | Path, to: str, out: Path, examples: list[Example],
                  settings: ExportSettings = ExportSettings()) -> dict:
     """Export, verify and write atomically; returns what export.json records. Nothing is written when
     the export does not verify."""
     check_export_request(to, out, settings.overwrite)
+    check_not_source(source, out)
     if not examples:
         raise BertCompressError("no inputs to verify the export on")
     model, tokenizer = io.load(source), io.load_tokenizer(source)
     if to == "transformers":
         _check_plain(model)
-    options = settings.export_options(plain=to == "transformers")
+    options = settings.export_options(to)
     data = encode(examples, tokenizer, settings.max_length)
     reference = Reference(data, logits(model, data), standins_are_exact(model, options))
     record: dict = {}
@@ -109,7 +115,7 @@ def _check_plain(model: nn.Module) -> None:
     """Refuse, before any work, a model whose shapes plain Transformers cannot hold."""
     try:
         with standin_view(model, ExportOptions(plain=True)) as view:
-            problem = plain_problem(view)
+            problem = plain_problem(view, pad_ffn=True)
     except BertCompressError as error:
         problem = str(error)
     if problem is not None:
@@ -127,16 +133,18 @@ def _to_transformers(model, directory, settings, options, reference) -> dict:
 
     with standin_view(model, options) as view:
         plain = AutoModelForSequenceClassification.from_config(plain_config(view))
-        plain.load_state_dict(view.state_dict(), strict=True)
+        plain.load_state_dict(plain_state_dict(view), strict=True)
+        widths = ffn_widths(view)
     plain.save_pretrained(directory)
     reloaded = AutoModelForSequenceClassification.from_pretrained(directory)  # what a user will run
-    return reference.check(reloaded)
+    padded = {"ffn_padded_from": widths} if len(set(widths)) > 1 else {}
+    return {**reference.check(reloaded), **padded}
 
 
 def _to_onnx(model, directory, settings, options, reference) -> dict:
     from bertcompress.evaluation.onnx_export import OrtModel, export_onnx
 
-    path = export_onnx(model, directory / ONNX_FILE, settings.max_length, signed_int8=options.signed_int8)
+    path = export_onnx(model, directory / ONNX_FILE, settings.max_length, options=options)
     found = reference.check(OrtModel(path, model.config))
     if settings.optimize:
         found = _fused_if_it_verifies(path, directory, reference, found)
@@ -173,7 +181,7 @@ def _to_openvino(model, directory, settings, options, reference) -> dict:
     from bertcompress.evaluation.onnx_export import export_onnx
     from bertcompress.runtimes.openvino import OpenVinoModel, convert
 
-    onnx_path = export_onnx(model, directory / ONNX_FILE, settings.max_length, signed_int8=options.signed_int8)
+    onnx_path = export_onnx(model, directory / ONNX_FILE, settings.max_length, options=options)
     convert(onnx_path, directory / OPENVINO_FILE)
     onnx_path.unlink()
     return reference.check(OpenVinoModel(directory / OPENVINO_FILE, model.config))

@@ -2,6 +2,7 @@
 (applies, outputs finite, smaller, saves, reloads identically, config round-trips), so that a failure
 names what broke. Each method runs once per family; the property tests share that run."""
 import copy
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 import bertcompress as bc
+from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import config_from_dict
+from bertcompress.export import ExportSettings, export_model
 from bertcompress.model_dir import COMPRESSED_WEIGHTS, WEIGHTS
 from bertcompress.evaluation.size import size_on_disk, stored_bytes
 from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
@@ -43,6 +46,7 @@ class Outcome:
 
     def __init__(self, method: str, family: str, tokenizer, directory: Path):
         self.model, self.batch, self.directory = tiny_model(family), random_batch(), directory
+        self.tokenizer, self.method = tokenizer, method
         ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
                          train=bc.TrainConfig(batch_size=8, max_length=16))
         self.bytes_before, self.disk_before = stored_bytes(self.model), size_on_disk(self.model)["weights"]
@@ -55,7 +59,7 @@ class Outcome:
 
     @cached_property
     def saved(self) -> Path:
-        return bc.save(self.model, self.directory / "m")
+        return bc.save(self.model, self.directory / "m", self.tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +136,37 @@ def test_reloads_identically(outcome, method):
     with torch.no_grad():
         assert torch.equal(reloaded(**outcome.batch).logits, outcome.logits)
     assert reloaded._bertcompress_history[-1]["method"] == method
+
+
+# head counts that differ from the config's (or replaced attention) have no plain Transformers equivalent
+NOT_PLAIN = {"head_pruning", "l0_heads", "fixed_attention"}
+EXPORT = ExportSettings(max_length=16)
+
+
+@each_method_and_family
+def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(outcome, method, tmp_path):
+    examples = toy_task().split("test")
+    if method in NOT_PLAIN:
+        with pytest.raises(BertCompressError, match="--to onnx or --to openvino"):
+            export_model(outcome.saved, "transformers", tmp_path / "plain", examples, EXPORT)
+        assert not (tmp_path / "plain").exists()
+        return
+    record = export_model(outcome.saved, "transformers", tmp_path / "plain", examples, EXPORT)
+    assert record["verified"] and record["examples"] == len(examples)
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    with torch.no_grad():
+        got = plain(**outcome.batch).logits
+    if record["exact"]:
+        torch.testing.assert_close(got, outcome.logits, atol=1e-4, rtol=0)
+    else:  # dequantized weights without run-time activation rounding: close, not equal
+        assert (got - outcome.logits).abs().max() < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["bert"])
+@pytest.mark.parametrize("method", METHODS)
+def test_exports_to_onnx_and_verifies(outcome, tmp_path):
+    record = export_model(outcome.saved, "onnx", tmp_path / "onnx", toy_task().split("test"), EXPORT)
+    assert record["verified"] and (tmp_path / "onnx" / "model.onnx").exists()
+    assert json.loads((tmp_path / "onnx" / "export.json").read_text())["max_abs_logit_diff"] == \
+        record["max_abs_logit_diff"]

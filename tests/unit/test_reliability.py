@@ -141,7 +141,8 @@ def _user_dir_as_out(command):
         args = {"compress": ["compress", assets / "plain", "--recipe", "dynamic-int8", "--out", tmp / "mine"],
                 "heads": ["heads", "--model", assets / "plain", "--train", assets / "data.csv", "--out", tmp / "mine"],
                 "run": ["run", "--model", assets / "plain", "--train", assets / "data.csv", "--output", tmp,
-                        "--name", "mine"]}[command]
+                        "--name", "mine"],
+                "export": ["export", assets / "plain", "--to", "onnx", "--out", tmp / "mine"]}[command]
         return args, ["mine", "not written by bertcompress"]
     return build
 
@@ -263,6 +264,25 @@ CASES = {
     "recipe top level a list": _recipe("- 1\n", "mapping"),
     "recipe unknown field": _recipe("steps:\n  - method: dynamic_int8\n    colour: red\n", "unknown field"),
     "recipe is a directory": _args("compress", "@plain", "--out", "%o", "--recipe", "%", ["not a file"]),
+    # export and predict
+    "export unknown format": _args("export", "@plain", "--to", "tflite", "--out", "%x", ["--to", "onnx"]),
+    "export over its own model": _args("export", "@int8", "--to", "onnx", "--out", "@int8", "--overwrite",
+                                       ["is the model being exported"]),
+    "export into a user's directory": _user_dir_as_out("export"),
+    "export verify data without its column": _args("export", "@plain", "--to", "onnx", "--out", "%x", "--data",
+                                                   "@data.csv", "--text-column", "review", ["missing column"]),
+    "export model missing": _args("export", "%nope", "--to", "onnx", "--out", "%x", ["not found"]),
+    "predict output exists": _args("predict", "@plain", "-i", "@data.csv", "-o", "@data.csv", ["input file"]),
+    "predict output is user's file": _args("predict", "@plain", "-i", "@data.csv", "-o", "%", ["directory"]),
+    "predict output type": _args("predict", "@plain", "-i", "@data.csv", "-o", "%p.xlsx", ["unsupported"]),
+    "predict runtime the model is not for": _args("predict", "@int8", "-i", "@data.csv", "-o", "%p.csv",
+                                                  "--runtime", "onnxruntime", ["holds a model for torch",
+                                                                               "bertcompress export"]),
+    "predict unknown runtime": _args("predict", "@int8", "-i", "@data.csv", "-o", "%p.csv", "--runtime", "tvm",
+                                     ["--runtime"]),
+    "predict input missing": _args("predict", "@int8", "-i", "%none.csv", "-o", "%p.csv", ["not found"]),
+    "predict text column missing": _args("predict", "@int8", "-i", "@data.csv", "-o", "%p.csv", "--text-column",
+                                         "review", ["data.csv", "missing column"]),
 }
 
 
@@ -282,7 +302,7 @@ def test_bad_input_is_one_clean_line(case, assets, tmp_path, capsys, monkeypatch
 
 
 def test_catalogue_is_large(capsys):
-    assert len(CASES) >= 60
+    assert len(CASES) >= 70
 
 
 def test_long_csv_field_is_data_not_an_error(assets, tmp_path, capsys):

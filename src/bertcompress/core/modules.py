@@ -37,10 +37,13 @@ class ExportOptions:
     as uint8 with zero point 128 (u8u8: exact everywhere).
 
     plain: whether every stand-in must be a stock torch module (a plain Transformers checkpoint).
+    dequantize_weights: int8 weights as DequantizeLinear -> MatMul rather than integer MatMul ops: OpenVINO
+    keeps such weights int8 and picks its own int8 kernel, while it folds integer MatMuls to fp32.
     """
 
     signed_int8: bool = False
     plain: bool = False
+    dequantize_weights: bool = False
 
 
 class Replacement(Protocol):

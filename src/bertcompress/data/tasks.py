@@ -123,21 +123,41 @@ def get(name: str, seed: int = 0) -> Task:
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long documents are legitimate; the stdlib default is 128 KiB
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict]]:
+def read_rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) pairs from a .csv/.tsv/.jsonl file; every problem names the file and line."""
     if not path.exists():
         raise BertCompressError(f"{path}: data file not found")
     if path.is_dir():
         raise BertCompressError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
+    check_table_suffix(path)
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
-        raise BertCompressError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             return _json_lines(path, handle) if suffix in (".jsonl", ".json") else _csv_rows(path, handle, suffix)
     except UnicodeDecodeError as error:
         raise BertCompressError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
                                 "save it as UTF-8") from None
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Rows to a .csv/.tsv/.jsonl file (by its suffix), written whole or not at all."""
+    from bertcompress.files import atomic_file
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        if suffix in (".jsonl", ".json"):
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            return
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(handle, columns, delimiter="\t" if suffix == ".tsv" else ",")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check_table_suffix(path: Path) -> None:
+    if Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise BertCompressError(f"{path}: unsupported data file type {Path(path).suffix!r}; use .csv, .tsv or .jsonl")
 
 
 def _json_lines(path: Path, handle) -> list[tuple[int, dict]]:
@@ -198,7 +218,7 @@ def _label_order(raw_labels: list[str]) -> dict[str, int]:
 
 def _rows_with(path: Path, columns: list[str | None]) -> list[tuple[int, dict]]:
     """The file's rows, after checking it has some and that its first row has every named column."""
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise BertCompressError(f"{path}: dataset is empty")
     missing = [c for c in columns if c and c not in rows[0][1]]

@@ -24,9 +24,9 @@ from bertcompress.files import atomic_file
 OUTPUT = "logits"
 
 
-def onnx_view(model: nn.Module, signed_int8: bool = False):
+def onnx_view(model: nn.Module, signed_int8: bool = False, options: ExportOptions | None = None):
     """The model in eval mode with each replacement module's export stand-in swapped in (see core.modules)."""
-    return standin_view(model, ExportOptions(signed_int8=signed_int8))
+    return standin_view(model, options or ExportOptions(signed_int8=signed_int8))
 
 
 class _LogitsOnly(nn.Module):
@@ -79,17 +79,18 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: int = 18,
-                signed_int8: bool = False) -> Path:
+                signed_int8: bool = False, options: ExportOptions | None = None) -> Path:
     """Write `model` (fp32 or with our quantized modules) as one .onnx file, batch and sequence dynamic.
 
     Uses the torch.export-based exporter (the TorchScript one is deprecated); opset 18 is the lowest it
     implements, lower ones go through onnx's version converter. One file, so models must be under 2 GB.
-    `signed_int8`: see core.modules.ExportOptions (int8 weights as u8s8 are only exact on VNNI/ARM CPUs)."""
+    `signed_int8`: see core.modules.ExportOptions (int8 weights as u8s8 are only exact on VNNI/ARM CPUs);
+    `options`, when given, replaces it with every stand-in choice."""
     import onnx
 
     path, names = Path(path), input_names(model)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with onnx_view(model, signed_int8) as view, torch.no_grad(), _quiet_exporter():
+    with onnx_view(model, signed_int8, options) as view, torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             _LogitsOnly(view, names), (), kwargs=_example_inputs(model, names, seq_len),
             input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True, verbose=False,

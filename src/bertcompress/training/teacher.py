@@ -35,12 +35,19 @@ def teacher_key(model_source: str, task: Task, config: TrainConfig) -> str:
     return digest.hexdigest()[:20]
 
 
+def name_labels(model, task: Task):
+    """The task's label names in the config, so that every saved variant and export predicts by name."""
+    model.config.id2label = dict(enumerate(task.label_names))
+    model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
+    return model
+
+
 def get_teacher(model_source: str, task: Task, tokenizer, config: TrainConfig) -> Teacher:
     key = teacher_key(model_source, task, config)
     path = cache_dir() / "teachers" / key
     if (path / "manifest.json").exists():
-        return Teacher(load(path, num_labels=task.num_labels), path, cached=True)
-    model = load(model_source, num_labels=task.num_labels, seed=config.seed)
+        return Teacher(name_labels(load(path, num_labels=task.num_labels), task), path, cached=True)
+    model = name_labels(load(model_source, num_labels=task.num_labels, seed=config.seed), task)
     checkpoints = cache_dir() / "checkpoints" / key
     result = train(model, encode(task.split("train"), tokenizer, config.max_length), config,
                    checkpoint_dir=checkpoints, description=f"fine-tune teacher on {task.name}")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
@@ -21,10 +22,15 @@ class OnnxInt8Linear(nn.Module):
     By default weights are stored as uint8 = int8 + 128 with zero point 128 (same bytes, same values):
     ORT's u8s8 kernel on AVX2 CPUs without VNNI saturates int16 pair sums once activations pass 127,
     while its u8u8 kernel is exact everywhere. `signed=True` keeps int8 (u8s8: faster, exact only on
-    VNNI or ARM CPUs). Outside export, forward computes the same arithmetic in float64: a reference."""
+    VNNI or ARM CPUs). Outside export, forward computes the same arithmetic in float64: a reference.
+    `dequantize=True` exports DequantizeLinear(int8 weights) -> MatMul instead, for OpenVINO (which keeps
+    those weights int8 and quantizes activations in its own kernel)."""
 
-    def __init__(self, source: "DynamicInt8Linear", signed: bool = False):
+    def __init__(self, source: "DynamicInt8Linear", signed: bool = False, dequantize: bool = False):
         super().__init__()
+        self.dequantize = dequantize
+        if dequantize:
+            self.register_buffer("weight_int8", source.weight_int8.detach().clone())
         # MatMulInteger computes x @ B, so B is the [in, out] transpose of our [out, in] rows
         weight_t = source.weight_int8.t().contiguous()
         if not signed:
@@ -50,7 +56,15 @@ class OnnxInt8Linear(nn.Module):
         weight = self.weight_t.double() - self.weight_zero.double()
         return (q - zero).double() @ weight, scale
 
+    def _dequantized_weight(self) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return torch.onnx.ops.symbolic("DequantizeLinear", (self.weight_int8, self.weight_scale), attrs={"axis": 0},
+                                           dtype=torch.float32, shape=self.weight_int8.shape, version=13)
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dequantize:
+            return F.linear(x, self._dequantized_weight(), self.bias)
         acc, scale = self._integer_matmul(x)
         # Cast -> Mul(x_scale * w_scale) -> Add(bias): the exact pattern ORT fuses into one int8 op
         y = acc.float() * (scale * self.weight_scale)

@@ -99,7 +99,7 @@ class DynamicInt8Linear(nn.Module):
     def export_standin(self, options: ExportOptions) -> nn.Module:
         if options.plain:
             return frozen_linear(self.dequantized_weight(), None if self.bias is None else self.bias.detach())
-        return OnnxInt8Linear(self, options.signed_int8)
+        return OnnxInt8Linear(self, options.signed_int8, options.dequantize_weights)
 
     def standin_is_exact(self, options: ExportOptions) -> bool:
         return False  # activations are rounded at run time, by another kernel (or not at all when plain)

@@ -1,0 +1,161 @@
+"""`export` and `predict`: verified exports to ONNX Runtime, OpenVINO and plain Transformers, and labelled
+predictions from each runtime. (Every method's output exporting is in test_method_contract.py.)"""
+import copy
+import csv
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+import bertcompress as bc
+from bertcompress import export as export_module
+from bertcompress.cli import main
+from bertcompress.core.errors import BertCompressError
+from bertcompress.data.tasks import Example
+from bertcompress.export import ExportSettings, export_model
+from bertcompress.predict import PredictSettings, predict_file
+from bertcompress.surgery.heads import prune_heads
+from tests.conftest import WORDS, tiny_model, tiny_tokenizer
+
+pytestmark = pytest.mark.slow  # each export traces and compiles a graph: seconds
+
+SETTINGS = ExportSettings(max_length=24)
+
+
+def texts(count: int = 40, seed: int = 0) -> list[Example]:
+    generator = torch.Generator().manual_seed(seed)
+    words = list(WORDS)
+    lengths = torch.randint(1, 14, (count,), generator=generator).tolist()
+    return [Example(" ".join(words[int(i)] for i in torch.randint(len(words), (n,), generator=generator)), -1)
+            for n in lengths]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A plain fp32 model with named labels, its int8 version and an uneven head-pruned version, saved."""
+    root = tmp_path_factory.mktemp("models")
+    tokenizer = tiny_tokenizer()
+    fp32 = tiny_model(seed=3)
+    fp32.config.id2label, fp32.config.label2id = {0: "rotten", 1: "fresh"}, {"rotten": 0, "fresh": 1}
+    int8 = copy.deepcopy(fp32)
+    bc.compress(int8, bc.DynamicInt8())
+    pruned = copy.deepcopy(fp32)
+    prune_heads(pruned, {0: [0, 1, 2], 1: [1]})
+    return {name: bc.save(model, root / name, tokenizer) for name, model in
+            {"fp32": fp32, "int8": int8, "pruned": pruned}.items()}
+
+
+def torch_logits(directory, examples):
+    from bertcompress.data.batching import encode
+    from bertcompress.evaluation.metrics import logits
+
+    return logits(bc.load(directory), encode(examples, bc.load_tokenizer(directory), 24))
+
+
+@pytest.mark.parametrize("to", ["onnx", "openvino", "transformers"])
+def test_fp32_exports_match_pytorch_to_1e_4(models, to, tmp_path):
+    record = export_model(models["fp32"], to, tmp_path / "out", texts(), SETTINGS)
+    assert record["exact"] and record["verified"] and record["max_abs_logit_diff"] <= 1e-4
+    saved = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert saved["format"] == to and saved["cpu"]["name"] and saved["examples"] == 40
+
+
+@pytest.mark.parametrize("to", ["onnx", "openvino"])
+def test_int8_exports_keep_int8_weights_and_predictions(models, to, tmp_path):
+    record = export_model(models["int8"], to, tmp_path / "out", texts(), SETTINGS)
+    assert not record["exact"] and record["verified"] and record["agreement"] >= 0.995
+    assert int8_weight_count(tmp_path / "out", to) >= 12  # q, k, v, out, ffn in/out of 2 layers
+
+
+def int8_weight_count(directory, to: str) -> int:
+    if to == "onnx":
+        import onnx
+
+        graph = onnx.load(str(directory / "model.onnx")).graph
+        return sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2 for t in graph.initializer)
+    import openvino as ov
+
+    model = ov.Core().read_model(str(directory / "openvino_model.xml"))
+    return sum(op.get_type_name() == "Constant" and str(op.get_element_type()) in ("<Type: 'int8_t'>", "i8")
+               and len(op.get_output_shape(0)) == 2 for op in model.get_ops())
+
+
+def test_uneven_heads_export_to_onnx_but_not_to_plain_transformers(models, tmp_path):
+    assert export_model(models["pruned"], "onnx", tmp_path / "onnx", texts(), SETTINGS)["verified"]
+    with pytest.raises(BertCompressError, match="attention heads.*--to onnx or --to openvino"):
+        export_model(models["pruned"], "transformers", tmp_path / "plain", texts(), SETTINGS)
+    assert not (tmp_path / "plain").exists()
+
+
+def test_an_export_that_does_not_verify_writes_nothing(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "FP32_TOLERANCE", -1.0)
+    with pytest.raises(BertCompressError, match="does not match the PyTorch model.*nothing was written"):
+        export_model(models["fp32"], "onnx", tmp_path / "out", texts(), SETTINGS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fusions_that_change_the_outputs_are_not_kept(models, tmp_path, monkeypatch):
+    """The fused graph is kept only if it verifies: here the 'fusion' swaps in another model's graph."""
+    other = tmp_path / "other"
+    bc.save(tiny_model(seed=11), tmp_path / "unrelated", tiny_tokenizer())
+    export_model(tmp_path / "unrelated", "onnx", other, texts(), ExportSettings(max_length=24, optimize=False))
+
+    def wrong_fusion(path, out):
+        out.write_bytes((other / "model.onnx").read_bytes())
+        return {"Attention": 2}
+
+    monkeypatch.setattr(export_module, "_fuse", wrong_fusion)
+    record = export_model(models["fp32"], "onnx", tmp_path / "out", texts(), SETTINGS)
+    assert record["verified"] and not record["optimized"] and record["max_abs_logit_diff"] <= 1e-4
+    assert "differs" in record["not_optimized_because"]
+    assert not (tmp_path / "out" / "fused-model.onnx").exists()
+
+
+def test_real_fusions_are_kept_when_they_verify(models, tmp_path):
+    record = export_model(models["fp32"], "onnx", tmp_path / "out", texts(), SETTINGS)
+    assert record["optimized"] and record["fusions"].get("SkipLayerNormalization", 0) > 0
+
+
+def write_inputs(path, examples):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows((i, e.text) for i, e in enumerate(examples))
+
+
+@pytest.mark.parametrize("to", ["onnx", "openvino", "transformers"])
+def test_predict_in_each_runtime_labels_rows_by_name_in_input_order(models, to, tmp_path):
+    examples = texts(30, seed=5)
+    write_inputs(tmp_path / "in.csv", examples)
+    export_model(models["fp32"], to, tmp_path / "exported", examples, SETTINGS)
+    count = predict_file(str(tmp_path / "exported"), tmp_path / "in.csv", tmp_path / "out.jsonl",
+                         PredictSettings(batch_size=7, max_length=24))
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = torch_logits(models["fp32"], examples).softmax(-1)
+    assert count == len(rows) == 30 and [r["id"] for r in rows] == [str(i) for i in range(30)]
+    assert [r["prediction"] for r in rows] == [["rotten", "fresh"][i] for i in expected.argmax(-1).tolist()]
+    torch.testing.assert_close(torch.tensor([r["score"] for r in rows]), expected.max(-1).values,
+                               atol=1e-5, rtol=0)
+
+
+def test_cli_export_then_predict(models, tmp_path, capsys):
+    write_inputs(tmp_path / "in.csv", texts(12))
+    for args in (["export", models["int8"], "--to", "onnx", "--out", tmp_path / "onnx", "--data",
+                  tmp_path / "in.csv", "--max-length", 24],
+                 ["predict", tmp_path / "onnx", "-i", tmp_path / "in.csv", "-o", tmp_path / "out.tsv",
+                  "--max-length", 24]):
+        with pytest.raises(SystemExit) as done:
+            main([str(a) for a in args])
+        assert done.value.code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "verified onnx" in err and "wrote 12 predictions" in err
+    with open(tmp_path / "out.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 12 and Counter(r["prediction"] for r in rows).keys() <= {"rotten", "fresh"}
+
+
+def test_saved_compressed_model_explains_how_to_load_it(models):
+    note = (models["int8"] / "README.md").read_text()
+    assert "is a bertcompress Int8" in note and "bertcompress export" in note
+    assert not (models["fp32"] / "README.md").exists()
