@@ -240,6 +240,11 @@ def export_command(
     text_column: str = TextColumnOpt,
     text_pair_column: Optional[str] = PairColumnOpt,
     verify_examples: int = typer.Option(512, min=1, help="verify on the first N inputs"),
+    int8: Optional[str] = typer.Option(None, "--int8", help="'static': quantize again with activation ranges "
+                                       "calibrated on training text (NNCF for openvino, quantize_static for onnx)"),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="texts for --int8 static (.csv/.tsv/"
+                                               ".jsonl); default: the --task training split, else --data"),
+    calibration_examples: int = typer.Option(300, min=1, help="calibrate on the first N texts"),
     max_length: int = MaxLengthOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -249,13 +254,19 @@ def export_command(
 
     check_source(model)
     check_not_source(model, out)
-    check_export_request(to.value, out, overwrite)
+    check_export_request(to.value, out, overwrite, int8)
     check_sequence_length(model, max_length)
     columns = tasks.Columns(text=text_column, text_pair=text_pair_column)
-    examples = (tasks.read_texts(data, columns) if data else tasks.get(task).split("test"))[:verify_examples]
-    settings = ExportSettings(max_length=max_length, optimize=optimize, overwrite=overwrite)
-    found = export_model(model, to.value, out, examples, settings)
+    spec = None if data else tasks.get(task)
+    examples = (tasks.read_texts(data, columns) if data else spec.split("test"))[:verify_examples]
+    calibrate = None
+    if int8:
+        calibrate = (tasks.read_texts(calibration, columns) if calibration else
+                     spec.split("train") if spec else examples)[:calibration_examples]
+    settings = ExportSettings(max_length=max_length, optimize=optimize, overwrite=overwrite, int8=int8)
+    found = export_model(model, to.value, out, examples, settings, calibrate)
     fused = ", ONNX Runtime fusions kept" if found.get("optimized") else ""
+    fused += f", static int8 by {found['quantizer']}" if found.get("quantizer") else ""
     console.print(f"[green]verified[/] {to.value}: max |logit difference| {found['max_abs_logit_diff']:.2g}, "
                   f"agreement {found['agreement']:.2%} on {found['examples']} inputs{fused}; "
                   f"{found['size_mb']:.1f} MB -> {out}")

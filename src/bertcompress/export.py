@@ -4,10 +4,14 @@ verified against the PyTorch model on real inputs before anything is written.
 Verification rule: when every replacement module's stand-in computes exactly what the module does, the
 exported logits must match to FP32_TOLERANCE; otherwise (activations rounded at run time by another
 kernel, or not at all in a plain checkpoint) the predicted classes must agree on MIN_AGREEMENT of the
-inputs. The figures are saved beside the model in export.json.
+inputs. With `int8="static"` the export quantizes the model again (activations with fixed ranges
+calibrated on training text: NNCF for OpenVINO, ONNX Runtime's quantize_static for ONNX), which is a
+compression step of its own, so its predictions must agree on MIN_AGREEMENT_STATIC. The figures are saved
+beside the model in export.json.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Callable
@@ -31,6 +35,8 @@ from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, requi
 FORMATS = {"onnx": "onnxruntime", "openvino": "openvino", "transformers": "torch"}
 FP32_TOLERANCE = 1e-4
 MIN_AGREEMENT = 0.995
+MIN_AGREEMENT_STATIC = 0.98
+INT8_MODES = ("static",)
 INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
 
@@ -40,10 +46,12 @@ class ExportSettings:
     optimize: bool = True  # ONNX Runtime's transformer fusions, kept only where the outputs still verify
     signed_int8: bool | None = None  # None: int8 x int8 kernels where the CPU has int8 dot products
     overwrite: bool = False
+    int8: str | None = None  # "static": quantize again with calibrated activation ranges (see the module doc)
 
     def export_options(self, to: str) -> ExportOptions:
         signed = self.signed_int8 if self.signed_int8 is not None else bool(set(cpu_features()) & set(INT8_DOT_PRODUCT))
-        return ExportOptions(signed_int8=signed, plain=to == "transformers", dequantize_weights=to == "openvino")
+        return ExportOptions(signed_int8=signed, plain=to == "transformers", float_weights=self.int8 == "static",
+                             dequantize_weights=to == "openvino" and self.int8 is None)
 
 
 @dataclass(frozen=True)
@@ -53,23 +61,31 @@ class Reference:
     data: Encoded
     logits: torch.Tensor
     exact: bool
+    min_agreement: float = MIN_AGREEMENT
 
     def check(self, candidate: nn.Module) -> dict:
         got = logits(candidate, self.data)
         difference = float((got - self.logits).abs().max()) if len(self.data) else 0.0
         agreement = float((got.argmax(-1) == self.logits.argmax(-1)).float().mean()) if len(self.data) else 1.0
-        passed = difference <= FP32_TOLERANCE if self.exact else agreement >= MIN_AGREEMENT
+        passed = difference <= FP32_TOLERANCE if self.exact else agreement >= self.min_agreement
         rule = (f"max |logit difference| <= {FP32_TOLERANCE:g}" if self.exact
-                else f"prediction agreement >= {MIN_AGREEMENT:.1%}")
+                else f"prediction agreement >= {self.min_agreement:.1%}")
         return {"examples": len(self.data), "max_abs_logit_diff": difference, "agreement": agreement,
                 "rule": rule, "verified": passed}
 
 
-def check_export_request(to: str, out: Path, overwrite: bool) -> None:
+def check_export_request(to: str, out: Path, overwrite: bool, int8: str | None = None) -> None:
     """The cheap checks, before any model is loaded: format, runtime installed, output path."""
     if to not in FORMATS:
         raise BertCompressError(f"--to {to!r} is not a format; use one of {', '.join(FORMATS)}")
     require_runtime(FORMATS[to])
+    if int8 is not None and int8 not in INT8_MODES:
+        raise BertCompressError(f"--int8 {int8!r} is not offered; use one of {', '.join(INT8_MODES)}")
+    if int8 == "static" and to == "transformers":
+        raise BertCompressError("--int8 static needs a runtime with int8 kernels: use --to onnx or --to openvino")
+    if int8 == "static" and to == "openvino" and importlib.util.find_spec("nncf") is None:
+        raise BertCompressError("--int8 static for OpenVINO uses NNCF, which is not installed; install it with: "
+                                "pip install nncf==3.4.0")
     check_output_path(Path(out), overwrite)
 
 
@@ -78,28 +94,43 @@ def check_not_source(source: str | Path, out: Path) -> None:
         raise BertCompressError(f"{out}: is the model being exported; choose another --out")
 
 
+@dataclass(frozen=True)
+class Job:
+    """One export: the model, its stand-in choices, the reference it must meet, calibration text if any."""
+
+    model: nn.Module
+    settings: ExportSettings
+    options: ExportOptions
+    reference: Reference
+    calibration: Encoded | None = None
+
+
 def export_model(source: str | Path, to: str, out: Path, examples: list[Example],
-                 settings: ExportSettings = ExportSettings()) -> dict:
+                 settings: ExportSettings = ExportSettings(), calibration: list[Example] | None = None) -> dict:
     """Export, verify and write atomically; returns what export.json records. Nothing is written when
-    the export does not verify."""
-    check_export_request(to, out, settings.overwrite)
+    the export does not verify. `calibration`: training text for `int8="static"` (default: `examples`)."""
+    check_export_request(to, out, settings.overwrite, settings.int8)
     check_not_source(source, out)
     if not examples:
         raise BertCompressError("no inputs to verify the export on")
     model, tokenizer = io.load(source), io.load_tokenizer(source)
     if to == "transformers":
         _check_plain(model)
-    options = settings.export_options(to)
+    options, static = settings.export_options(to), settings.int8 == "static"
     data = encode(examples, tokenizer, settings.max_length)
-    reference = Reference(data, logits(model, data), standins_are_exact(model, options))
+    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static,
+                          MIN_AGREEMENT_STATIC if static else MIN_AGREEMENT)
+    job = Job(model, settings, options, reference,
+              encode(calibration or examples, tokenizer, settings.max_length) if static else None)
     record: dict = {}
 
     def fill(directory: Path) -> None:
-        record.update(WRITERS[to](model, directory, settings, options, reference))
+        record.update(WRITERS[to](job, directory))
         model.config.save_pretrained(directory) if to != "transformers" else None
         tokenizer.save_pretrained(directory)
         record.update(format=to, runtime=FORMATS[to], source=str(source), exact=reference.exact,
-                      size_mb=_model_bytes(directory) / 1e6, cpu={"name": cpu_name(), "features": cpu_features()})
+                      int8=settings.int8, size_mb=_model_bytes(directory) / 1e6,
+                      cpu={"name": cpu_name(), "features": cpu_features()})
         if not record["verified"]:
             raise BertCompressError(
                 f"the {to} export does not match the PyTorch model on {record['examples']} inputs "
@@ -128,26 +159,36 @@ def _model_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
 
 
-def _to_transformers(model, directory, settings, options, reference) -> dict:
+def _model_bytes(directory: Path) -> int:
+    names = {ONNX_FILE, OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), io.WEIGHTS, "config.json"}
+    return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
+
+
+def _to_transformers(job: Job, directory: Path) -> dict:
     from transformers import AutoModelForSequenceClassification
 
-    with standin_view(model, options) as view:
+    with standin_view(job.model, job.options) as view:
         plain = AutoModelForSequenceClassification.from_config(plain_config(view))
         plain.load_state_dict(plain_state_dict(view), strict=True)
         widths = ffn_widths(view)
     plain.save_pretrained(directory)
     reloaded = AutoModelForSequenceClassification.from_pretrained(directory)  # what a user will run
     padded = {"ffn_padded_from": widths} if len(set(widths)) > 1 else {}
-    return {**reference.check(reloaded), **padded}
+    return {**job.reference.check(reloaded), **padded}
 
 
-def _to_onnx(model, directory, settings, options, reference) -> dict:
+def _to_onnx(job: Job, directory: Path) -> dict:
     from bertcompress.evaluation.onnx_export import OrtModel, export_onnx
 
-    path = export_onnx(model, directory / ONNX_FILE, settings.max_length, options=options)
-    found = reference.check(OrtModel(path, model.config))
-    if settings.optimize:
-        found = _fused_if_it_verifies(path, directory, reference, found)
+    path = export_onnx(job.model, directory / ONNX_FILE, job.settings.max_length, options=job.options)
+    found = job.reference.check(OrtModel(path, None))
+    if job.settings.optimize:
+        found = _fused_if_it_verifies(path, directory, job.reference, found)
+    if job.calibration is not None:
+        from bertcompress.runtimes.static_int8 import ort_quantize_static
+
+        ort_quantize_static(path, path, job.calibration)
+        found = {**found, **job.reference.check(OrtModel(path, None)), "quantizer": "onnxruntime quantize_static (QDQ)"}
     return found
 
 
@@ -177,15 +218,22 @@ def _fuse(path: Path, out: Path) -> dict[str, int]:
     return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
 
 
-def _to_openvino(model, directory, settings, options, reference) -> dict:
+def _to_openvino(job: Job, directory: Path) -> dict:
     from bertcompress.evaluation.onnx_export import export_onnx
     from bertcompress.runtimes.openvino import OpenVinoModel, convert
 
-    onnx_path = export_onnx(model, directory / ONNX_FILE, settings.max_length, options=options)
-    convert(onnx_path, directory / OPENVINO_FILE)
+    onnx_path = export_onnx(job.model, directory / ONNX_FILE, job.settings.max_length, options=job.options)
+    quantizer = {}
+    if job.calibration is None:
+        convert(onnx_path, directory / OPENVINO_FILE)
+    else:
+        from bertcompress.runtimes.static_int8 import nncf_quantize
+
+        nncf_quantize(onnx_path, directory / OPENVINO_FILE, job.calibration)
+        quantizer = {"quantizer": "nncf.quantize (ModelType.TRANSFORMER)"}
     onnx_path.unlink()
-    return reference.check(OpenVinoModel(directory / OPENVINO_FILE, model.config))
+    return {**job.reference.check(OpenVinoModel(directory / OPENVINO_FILE, job.model.config)), **quantizer}
 
 
-WRITERS: dict[str, Callable[..., dict]] = {"onnx": _to_onnx, "openvino": _to_openvino,
-                                            "transformers": _to_transformers}
+WRITERS: dict[str, Callable[[Job, Path], dict]] = {"onnx": _to_onnx, "openvino": _to_openvino,
+                                                    "transformers": _to_transformers}

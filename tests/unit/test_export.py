@@ -81,6 +81,25 @@ def int8_weight_count(directory, to: str) -> int:
                and len(op.get_output_shape(0)) == 2 for op in model.get_ops())
 
 
+@pytest.mark.parametrize("to", ["onnx", "openvino"])
+def test_static_int8_quantizes_activations_with_calibrated_ranges(models, to, tmp_path):
+    settings = ExportSettings(max_length=24, int8="static")
+    record = export_model(models["fp32"], to, tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
+    assert record["verified"] and record["agreement"] >= 0.98 and record["quantizer"]
+    assert static_quantizer_count(tmp_path / "out", to) >= 12  # an input quantizer per Linear at least
+
+
+def static_quantizer_count(directory, to: str) -> int:
+    if to == "onnx":
+        import onnx
+
+        return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(directory / "model.onnx")).graph.node)
+    import openvino as ov
+
+    model = ov.Core().read_model(str(directory / "openvino_model.xml"))
+    return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
 def test_uneven_heads_export_to_onnx_but_not_to_plain_transformers(models, tmp_path):
     assert export_model(models["pruned"], "onnx", tmp_path / "onnx", texts(), SETTINGS)["verified"]
     with pytest.raises(BertCompressError, match="attention heads.*--to onnx or --to openvino"):

@@ -39,11 +39,13 @@ class ExportOptions:
     plain: whether every stand-in must be a stock torch module (a plain Transformers checkpoint).
     dequantize_weights: int8 weights as DequantizeLinear -> MatMul rather than integer MatMul ops: OpenVINO
     keeps such weights int8 and picks its own int8 kernel, while it folds integer MatMuls to fp32.
+    float_weights: int8 Linear weights as fp32 values, for a quantizer that quantizes the graph again.
     """
 
     signed_int8: bool = False
     plain: bool = False
     dequantize_weights: bool = False
+    float_weights: bool = False
 
 
 class Replacement(Protocol):

@@ -97,7 +97,7 @@ class DynamicInt8Linear(nn.Module):
         return cls(entry["in_features"], entry["out_features"], entry["bias"], entry["reduce_range"])
 
     def export_standin(self, options: ExportOptions) -> nn.Module:
-        if options.plain:
+        if options.plain or options.float_weights:
             return frozen_linear(self.dequantized_weight(), None if self.bias is None else self.bias.detach())
         return OnnxInt8Linear(self, options.signed_int8, options.dequantize_weights)
 

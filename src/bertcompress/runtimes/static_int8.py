@@ -1,0 +1,62 @@
+"""Static int8 by each runtime's own post-training quantizer, applied to our (compressed) exported graphs:
+NNCF for OpenVINO, `quantize_static` (QDQ) for ONNX Runtime. Both fix the activation ranges from
+calibration text, which lets the runtime keep whole layers in int8; we do not write that again."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bertcompress.data.batching import Encoded
+from bertcompress.files import atomic_file
+
+
+def feeds(data: Encoded, names: list[str]) -> list[dict[str, np.ndarray]]:
+    """One unpadded example per feed, with the graph's input names."""
+    found = []
+    for index in range(len(data)):
+        batch = data.batch([index])
+        batch.setdefault("token_type_ids", batch["input_ids"] * 0)
+        found.append({name: batch[name].numpy().astype(np.int64) for name in names})
+    return found
+
+
+def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> Path:
+    """ONNX -> OpenVINO IR quantized by nncf.quantize (transformer preset) on `data`."""
+    import nncf
+    import openvino as ov
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    model = ov.convert_model(str(onnx_path))
+    names = [port.get_any_name() for port in model.inputs]
+    quantized = nncf.quantize(model, nncf.Dataset(feeds(data, names)), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(data))
+    ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
+    return xml_path
+
+
+def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
+    """quantize_static in QDQ format: int8 weights per channel, uint8 activations with calibrated ranges."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(feeds(data, names))
+
+        def get_next(self):
+            return next(self.items, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises pre-processing on the root logger; we verify instead
+    try:
+        with atomic_file(Path(out_path)) as tmp:
+            quantize_static(str(onnx_path), tmp, Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return Path(out_path)
