@@ -1,0 +1,106 @@
+"""Runtimes: our variants exported (verified) to ONNX Runtime and OpenVINO, against the paths a user would
+pick instead on the same teacher, every model timed in one run:
+
+    python bench/runtimes.py [--repeats 20] [--smoke]
+
+Writes the `runtimes` section of BENCHMARKS.md and `bench/results/runtimes.json`: one row per (variant,
+runtime) with the keys variant, runtime, exported, verified, max_abs_logit_diff, agreement, test_accuracy,
+speedup_b1, speedup_b32, size_mb, cpu."""
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+import bertcompress as bc
+from bertcompress.benchmarks import (Row, Settings, Table, onnx_runtime, run_table, task_and_tokenizer,
+                                     torch_dynamic_int8, write_json)
+from bertcompress.export import ExportSettings, export_model
+from bertcompress.hardware import cpu_features, cpu_name
+from bertcompress.runtimes import ONNX_FILE, OPENVINO_FILE, open_model
+from bertcompress.runtimes.openvino import OpenVinoModel
+
+SETTINGS = Settings.from_command_line(__doc__)
+TASK, TOKENIZER = task_and_tokenizer(SETTINGS)
+VERIFY = TASK.split("test")[:512]
+CALIBRATION = TASK.split("train")[:300]  # as the reference measured NNCF: 300 training texts
+RECORDS: dict[str, dict] = {}  # row name -> its export record
+
+
+def exported(name: str, to: str, int8: str | None = None, precision: str = "f32"):
+    """A peer that saves the row's start model, exports it with `bertcompress export`, and runs the export."""
+    def make(model: nn.Module, path: Path):
+        source = bc.save(model, path / "source", TOKENIZER, overwrite=True)
+        target = path / "export"
+        RECORDS[name] = export_model(source, to, target, VERIFY, ExportSettings(max_length=64, int8=int8,
+                                                                                 overwrite=True), CALIBRATION)
+        if to == "openvino":  # the .bin holds the weights; the .xml is the graph
+            weights = target / OPENVINO_FILE.replace(".xml", ".bin")
+            return OpenVinoModel(target / OPENVINO_FILE, model.config, precision=precision), weights
+        return open_model(target), target / ONNX_FILE
+    return make
+
+
+def torch_bf16(model: nn.Module, path: Path):
+    """The teacher's weights in bf16, run by torch (its bf16 GEMMs)."""
+    from safetensors.torch import save_model
+
+    half = copy.deepcopy(model).to(torch.bfloat16).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(half, str(path / "model.safetensors"))
+    return half, path / "model.safetensors"
+
+
+OURS_INT8 = "ours: dynamic int8 (torch)"
+TABLE = Table(
+    section="runtimes",
+    title="Runtimes: our exports against the paths a user would pick (`bench/runtimes.py`)",
+    description=(
+        "Seed-0 teacher (MiniLM-L6 on Rotten Tomatoes) and our variants, each exported with `bertcompress export` "
+        "(verified on 512 test inputs before it is written) and run in ONNX Runtime and OpenVINO, beside the "
+        "peer paths on the same teacher; every model timed in this one run. OpenVINO static int8 is NNCF's "
+        "`nncf.quantize` (300 training texts, ModelType.TRANSFORMER), the peer path; applied to our variants "
+        "through `export --int8 static`."),
+    rows=[
+        Row("fp32 teacher (torch)"),
+        Row("peer: torch bf16", peer=torch_bf16),
+        Row("peer: torch quantize_dynamic int8", peer=torch_dynamic_int8),
+        Row("peer: ONNX Runtime fp32 (fused)", peer=exported("peer: ONNX Runtime fp32 (fused)", "onnx")),
+        Row("peer: ONNX Runtime quantize_dynamic int8",
+            peer=lambda model, path: onnx_runtime(model, path, quantize=True)),
+        Row("peer: OpenVINO fp32", peer=exported("peer: OpenVINO fp32", "openvino")),
+        Row("peer: OpenVINO bf16", peer=exported("peer: OpenVINO bf16", "openvino", precision="bf16")),
+        Row("peer: OpenVINO + NNCF int8", peer=exported("peer: OpenVINO + NNCF int8", "openvino", "static")),
+        Row(OURS_INT8, (bc.DynamicInt8(embeddings=True),)),
+        Row("ours: dynamic int8 -> ONNX Runtime", peer=exported("ours: dynamic int8 -> ONNX Runtime", "onnx"),
+            start=OURS_INT8),
+        Row("ours: dynamic int8 -> OpenVINO", peer=exported("ours: dynamic int8 -> OpenVINO", "openvino"),
+            start=OURS_INT8),
+        Row("ours: teacher -> ONNX Runtime static int8",
+            peer=exported("ours: teacher -> ONNX Runtime static int8", "onnx", "static")),
+    ],
+)
+
+def runtime_of_row(name: str) -> str:
+    if "OpenVINO" in name:
+        return "openvino"
+    return "onnxruntime" if "ONNX Runtime" in name else "torch"
+
+
+def runtime_rows(results: list[dict]) -> list[dict]:
+    """The results file's rows, with exactly the keys the issue names."""
+    cpu = {"name": cpu_name(), "features": cpu_features()}
+    rows = []
+    for r in results:
+        record = RECORDS.get(r["name"], {})
+        rows.append({"variant": r["name"], "runtime": runtime_of_row(r["name"]), "exported": bool(record),
+                     "verified": record.get("verified", not r["peer"]),
+                     "max_abs_logit_diff": record.get("max_abs_logit_diff"), "agreement": record.get("agreement"),
+                     "test_accuracy": r["test_accuracy_mean"], "speedup_b1": r.get("speedup_b1"),
+                     "speedup_b32": r.get("speedup_b32"), "size_mb": r["size_mb"], "cpu": cpu})
+    return rows
+
+
+if __name__ == "__main__":
+    results = run_table(TABLE, SETTINGS)
+    write_json("runtimes", runtime_rows(results), SETTINGS)
