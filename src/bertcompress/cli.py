@@ -36,6 +36,29 @@ RepeatsOpt = typer.Option(20, min=1, help="latency repeats per model and batch s
 ThreadsOpt = typer.Option(None, min=1, help="torch CPU threads for latency (default: torch's)")
 
 
+class Runtime(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
+RuntimeOpt = typer.Option(None, "--runtime", help="torch, onnxruntime or openvino (default: what the model "
+                          "directory holds: a saved model runs in torch, an export in its runtime)")
+
+
+def open_for(model: str, runtime: Optional["Runtime"], threads: Optional[int] = None, num_labels=None):
+    """A saved model or an export, ready to run in the runtime asked for (or the one it is for)."""
+    import bertcompress as bc
+    from bertcompress.io import resolve
+    from bertcompress.runtimes import open_model, runtime_of
+
+    path = resolve(model)
+    chosen = runtime.value if runtime else runtime_of(path)
+    if chosen == "torch":
+        return bc.load(model, num_labels=num_labels)
+    return open_model(path, chosen, threads)
+
+
 class Split(str, Enum):
     train = "train"
     validation = "validation"
@@ -173,8 +196,9 @@ def eval_command(
     seed: int = typer.Option(0, min=0, help="seed of the split"),
     max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N examples"),
     max_length: int = MaxLengthOpt,
+    runtime: Optional[Runtime] = RuntimeOpt,
 ) -> None:
-    """Accuracy and macro-F1 of a (compressed) model on a task split."""
+    """Accuracy and macro-F1 of a (compressed or exported) model on a task split."""
     import bertcompress as bc
     from bertcompress.data.batching import encode
     from bertcompress.evaluation.metrics import score
@@ -182,7 +206,7 @@ def eval_command(
     split = split.value
     spec = data.task_spec(seed, max_eval=max_eval)
     check_sequence_length(data.model, max_length)
-    loaded = bc.load(data.model, num_labels=spec.num_labels)
+    loaded = open_for(data.model, runtime, num_labels=spec.num_labels)
     result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(data.model), max_length), spec.num_labels)
     print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
           f"{100 * result['macro_f1']:.2f}  (n={result['n']})")
@@ -190,19 +214,19 @@ def eval_command(
 
 @app.command()
 def bench(
-    models: list[str] = typer.Argument(..., help="model directories (or 'minilm') to compare, first is the baseline"),
+    models: list[str] = typer.Argument(..., help="model directories or exports (or 'minilm') to compare, first is "
+                                       "the baseline; each runs in the runtime its directory is for"),
     batch_size: list[int] = typer.Option([1, 32], "--batch-size", "-b", min=1, max=4096),
     seq_len: int = typer.Option(64, min=1),
     repeats: int = RepeatsOpt,
     threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """CPU latency and throughput, models measured interleaved; ratios are to the first model."""
-    import bertcompress as bc
     from bertcompress.evaluation.latency import benchmark_many
 
     for m in models:
         check_sequence_length(m, seq_len, option="--seq-len")
-    loaded = {m: bc.load(m) for m in models}
+    loaded = {m: open_for(m, None, threads) for m in models}
     results = benchmark_many(loaded, tuple(batch_size), seq_len, repeats, threads=threads)
     table = Table(title=f"seq {seq_len}, {results[models[0]]['threads']} thread(s), median of {repeats}")
     for column in ["model", *[f"b{b} ms" for b in batch_size], *[f"b{b} speedup" for b in batch_size]]:
@@ -219,12 +243,6 @@ class Format(str, Enum):
     onnx = "onnx"
     openvino = "openvino"
     transformers = "transformers"
-
-
-class Runtime(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
 
 
 @app.command("export")
@@ -281,8 +299,7 @@ def predict_command(
     input_file: Path = typer.Option(..., "--input", "-i", help="texts to label (.csv/.tsv/.jsonl)"),
     output_file: Path = typer.Option(..., "--output", "-o", help="rows with 'prediction' and 'score' added "
                                      "(.csv/.tsv/.jsonl)"),
-    runtime: Optional[Runtime] = typer.Option(None, help="torch, onnxruntime or openvino (default: what the "
-                                              "directory holds)"),
+    runtime: Optional[Runtime] = RuntimeOpt,
     text_column: str = TextColumnOpt,
     text_pair_column: Optional[str] = PairColumnOpt,
     batch_size: int = typer.Option(32, min=1, max=4096),

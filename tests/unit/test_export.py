@@ -178,3 +178,20 @@ def test_saved_compressed_model_explains_how_to_load_it(models):
     note = (models["int8"] / "README.md").read_text()
     assert "is a bertcompress Int8" in note and "bertcompress export" in note
     assert not (models["fp32"] / "README.md").exists()
+
+
+def test_eval_and_bench_run_an_export_in_its_runtime(models, tmp_path, capsys):
+    rows = "".join(f"{e.text},{i % 2}\n" for i, e in enumerate(texts(30, seed=4)))
+    (tmp_path / "data.csv").write_text("text,label\n" + rows)
+    export_model(models["fp32"], "openvino", tmp_path / "ov", texts(), SETTINGS)
+    accuracies = []
+    for model in (models["fp32"], tmp_path / "ov"):
+        with pytest.raises(SystemExit) as done:
+            main(["eval", "--model", str(model), "--train", str(tmp_path / "data.csv"), "--max-length", "24"])
+        assert done.value.code == 0
+        accuracies.append(capsys.readouterr().out.split("accuracy")[1].split()[0])
+    assert accuracies[0] == accuracies[1]
+    with pytest.raises(SystemExit) as done:
+        main(["bench", str(models["fp32"]), str(tmp_path / "ov"), "--repeats", "1", "--seq-len", "16", "-b", "2"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "median of 1" in out and out.count("1.00x") >= 1
