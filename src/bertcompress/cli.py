@@ -1,4 +1,4 @@
-"""Command line: `bertcompress run | compress | eval | bench | export | predict | heads | hardware | methods`."""
+"""Command line: `bertcompress run | optimize | compress | eval | bench | export | predict | heads | hardware | methods`."""
 from __future__ import annotations
 
 import functools
@@ -34,6 +34,11 @@ OverwriteOpt = typer.Option(False, "--overwrite", help="replace an output that b
 MaxLengthOpt = typer.Option(64, min=8, max=4096, help="tokens per example (truncation) and latency sequence length")
 RepeatsOpt = typer.Option(20, min=1, help="latency repeats per model and batch size")
 ThreadsOpt = typer.Option(None, min=1, help="torch CPU threads for latency (default: torch's)")
+OutputOpt = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory")
+SeedOpt = typer.Option(0, min=0, help="seed for the split, the head initialisation, training and sampling")
+EpochsOpt = typer.Option(2.0, help="teacher fine-tuning epochs")
+MaxTrainOpt = typer.Option(None, min=1, help="use only the first N training examples")
+MaxEvalOpt = typer.Option(None, min=1, help="use only the first N validation and test examples")
 
 
 class Runtime(str, Enum):
@@ -131,17 +136,17 @@ def run(
     data: DataSource,
     recipe: list[str] = typer.Option(["dynamic-int8", "dynamic-int8-linears"], "--recipe", "-r",
                                      help="built-in recipe name or YAML path; repeat for several variants"),
-    output: Path = typer.Option(Path("runs"), "--output", "-o", help="parent directory of the run directory"),
+    output: Path = OutputOpt,
     name: Optional[str] = typer.Option(None, help="run directory name (default: task-recipes-seed)"),
     overwrite: bool = OverwriteOpt,
-    seed: int = typer.Option(0, min=0, help="seed for the split, the head initialisation and training"),
-    epochs: float = typer.Option(2.0, help="teacher fine-tuning epochs"),
+    seed: int = SeedOpt,
+    epochs: float = EpochsOpt,
     max_steps: Optional[int] = typer.Option(None, min=1, help="teacher optimizer steps (overrides --epochs)"),
     learning_rate: float = typer.Option(6e-5, "--lr"),
     batch_size: int = typer.Option(32, min=1),
     max_length: int = MaxLengthOpt,
-    max_train: Optional[int] = typer.Option(None, min=1, help="use only the first N training examples"),
-    max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N validation and test examples"),
+    max_train: Optional[int] = MaxTrainOpt,
+    max_eval: Optional[int] = MaxEvalOpt,
     repeats: int = RepeatsOpt,
     threads: Optional[int] = ThreadsOpt,
     checkpoint_every: int = typer.Option(100, min=1, help="optimizer steps between resumable training checkpoints"),
@@ -164,6 +169,56 @@ def run(
                          seq_len=max_length, repeats=repeats, threads=threads, measure_memory=memory,
                          overwrite=overwrite)
     run_pipeline(spec, options, console)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h' or a number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise BertCompressError(f"--time-budget {text!r}: use a number with s, m or h (e.g. 30m, 2h)") from None
+    if not value > 0 or value == float("inf"):
+        raise BertCompressError(f"--time-budget {text!r} must be a positive, finite duration")
+    return value
+
+
+@app.command()
+@with_data_options
+def optimize(
+    data: DataSource,
+    max_drop: float = typer.Option(1.0, help="accuracy points below the teacher you accept (on validation)"),
+    objective: str = typer.Option("latency", help="latency (fastest within the budget) or size (smallest)"),
+    batch_size: int = typer.Option(32, min=1, max=4096, help="batch size the latency objective is measured at"),
+    time_budget: Optional[str] = typer.Option(None, help="search time, e.g. 30m or 2h (all workers together)"),
+    trials: Optional[int] = typer.Option(None, min=1, help="stop after N trials (all workers together)"),
+    workers: int = typer.Option(1, min=1, help="parallel worker processes sharing one study"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by workers (sqlite:///f.db, "
+                                          "postgresql://..., journal:PATH); default: a journal file in the cache"),
+    output: Path = OutputOpt,
+    name: Optional[str] = typer.Option(None, help="run directory name"),
+    overwrite: bool = OverwriteOpt,
+    seed: int = SeedOpt,
+    epochs: float = EpochsOpt,
+    max_train: Optional[int] = MaxTrainOpt,
+    max_eval: Optional[int] = MaxEvalOpt,
+    repeats: int = RepeatsOpt,
+    peers: bool = typer.Option(True, "--peers/--no-peers", help="measure OpenVINO + NNCF int8 of the teacher too"),
+) -> None:
+    """Search compositions of methods for the fastest (or smallest) model within --max-drop points."""
+    from bertcompress.search.optimize import OptimizeOptions
+    from bertcompress.search.optimize import optimize as run_search
+    from bertcompress.training.loop import TrainConfig
+
+    budget = parse_duration(time_budget) if time_budget is not None else None
+    options = OptimizeOptions(model=data.model, max_drop=max_drop, objective=objective, batch_size=batch_size,
+                              time_budget=budget, trials=trials, workers=workers, storage=storage, output=output,
+                              name=check_name(name) if name else None, overwrite=overwrite,
+                              train=TrainConfig(epochs=epochs, seed=seed), repeats=repeats, peers=peers)
+    options.check()
+    spec = data.task_spec(seed, max_train, max_eval)
+    run_search(spec, options, console)
 
 
 @app.command("compress")

@@ -264,6 +264,18 @@ CASES = {
     "recipe top level a list": _recipe("- 1\n", "mapping"),
     "recipe unknown field": _recipe("steps:\n  - method: dynamic_int8\n    colour: red\n", "unknown field"),
     "recipe is a directory": _args("compress", "@plain", "--out", "%o", "--recipe", "%", ["not a file"]),
+    # optimize
+    "optimize --max-drop -1": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
+                                    "--max-drop", -1, ["--max-drop", "zero or more"]),
+    "optimize --objective speed": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
+                                        "--objective", "speed", ["--objective", "latency, size"]),
+    "optimize --time-budget 5x": _args("optimize", "--model", "@plain", "--train", "@data.csv",
+                                       "--time-budget", "5x", ["--time-budget", "30m"]),
+    "optimize without an end": _args("optimize", "--model", "@plain", "--train", "@data.csv",
+                                     ["--trials", "--time-budget"]),
+    "optimize storage unreachable": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
+                                          "--output", "%runs", "--storage", "postgresql://x@127.0.0.1:1/none",
+                                          ["--storage", "cannot be used"]),
     # export and predict
     "export unknown format": _args("export", "@plain", "--to", "tflite", "--out", "%x", ["--to", "onnx"]),
     "export over its own model": _args("export", "@int8", "--to", "onnx", "--out", "@int8", "--overwrite",

@@ -1,0 +1,301 @@
+"""`bertcompress optimize`: search compositions of methods for the fastest (or smallest) model within an
+accuracy budget, on validation data, measured on this CPU; write the frontier and save its models.
+
+Trials live in an Optuna study (see study.py): an interrupted search resumes, and `workers` processes share
+the study. Each trial's model is cached by its recipe (variants.VariantCache)."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from bertcompress.core.context import Context
+from bertcompress.core.errors import BertCompressError
+from bertcompress.data.tasks import Task
+from bertcompress.evaluation.latency import benchmark_many
+from bertcompress.evaluation.metrics import score
+from bertcompress.data.batching import encode
+from bertcompress.files import check_output_path, write_atomically
+from bertcompress.hardware import cpu_features, cpu_name
+from bertcompress.io import load, load_tokenizer
+from bertcompress.measure import latency_fields
+from bertcompress.reports.plots import scatter
+from bertcompress.search import frontier as fr
+from bertcompress.search.space import OBJECTIVES, SearchSpace, recipe_for
+from bertcompress.search.study import open_storage, open_study, study_key
+from bertcompress.search.trials import TrialContext, evaluate, objective_value
+from bertcompress.training.loop import TrainConfig
+from bertcompress.training.teacher import get_teacher
+from bertcompress.variants import VariantCache, check_recipes, slug
+
+TEACHER = "teacher (fp32, torch)"
+PEER_NNCF = "peer: OpenVINO + NNCF int8 (teacher)"
+
+
+@dataclass
+class OptimizeOptions:
+    model: str = "minilm"
+    max_drop: float = 1.0  # accuracy points below the teacher, on validation
+    objective: str = "latency"
+    batch_size: int = 32
+    time_budget: float | None = None  # seconds of search, all workers together
+    trials: int | None = None
+    workers: int = 1
+    storage: str | None = None
+    output: Path = Path("runs")
+    name: str | None = None
+    overwrite: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+    space: SearchSpace | None = None
+    trial_repeats: int = 5
+    repeats: int = 20  # the final measurement of the frontier
+    peers: bool = True
+
+    def check(self) -> None:
+        if not self.max_drop >= 0:
+            raise BertCompressError(f"--max-drop {self.max_drop:g} must be zero or more (accuracy points)")
+        if self.objective not in OBJECTIVES:
+            raise BertCompressError(f"--objective {self.objective!r} is not offered; use one of "
+                                    f"{', '.join(OBJECTIVES)}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise BertCompressError("--time-budget must be positive")
+        if self.workers < 1:
+            raise BertCompressError("--workers must be at least 1")
+        if self.trials is None and self.time_budget is None:
+            raise BertCompressError("give --trials, --time-budget or both, so the search knows when to stop")
+
+    def run_name(self, task: Task) -> str:
+        return self.name or slug(f"optimize-{task.name}-{self.objective}-drop{self.max_drop:g}-seed{self.train.seed}",
+                                 "-_.")
+
+    def key(self, task: Task, space: SearchSpace) -> str:
+        return study_key({"model": self.model, "task": task.fingerprint(), "train": self.train.model_dump(
+            exclude={"checkpoint_every"}), "space": space.__dict__, "objective": self.objective,
+            "batch": self.batch_size})
+
+
+def optimize(task: Task, options: OptimizeOptions, console: Console | None = None) -> Path:
+    """Search, then measure the frontier and write `runs/<name>/` (appears only when complete)."""
+    console = console or Console(stderr=True)
+    options.check()
+    target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
+    tokenizer = load_tokenizer(options.model)
+    base = load(options.model, num_labels=task.num_labels)
+    depth = _depth(base)
+    space = options.space or SearchSpace.for_objective(options.objective, depth)
+    space.check(base)
+    key = options.key(task, space)
+    storage = open_storage(options.storage, key)  # an unreachable database fails before any training
+    check_recipes([recipe_for(p, depth) for p in corners(space, depth)], base, task, tokenizer)
+    teacher = get_teacher(options.model, task, tokenizer, options.train)
+    trials = trial_context(task, options, space, teacher, tokenizer, depth)
+    teacher_val, seconds = _timed_validation(trials)
+    _check_budget(options, seconds)
+    console.print(f"teacher validation accuracy {100 * teacher_val:.2f}; searching {space.choices(depth)}")
+    study = open_study(storage, key, options.train.seed)
+    if not study.trials:
+        for params in corners(space, depth):
+            study.enqueue_trial(params)
+    started = time.perf_counter()
+    _search(study, trials, options, key, task, teacher_val, console)
+    results = [t.user_attrs["result"] for t in study.trials if "result" in t.user_attrs]
+    if not results:
+        raise BertCompressError("no trial completed within the budget; give more --time-budget or --trials")
+    return _write(target, task, options, trials, results, teacher_val, time.perf_counter() - started, console)
+
+
+def _depth(model) -> int:
+    from bertcompress.arch.spec import get_spec
+
+    return len(get_spec(model).layer_list(model))
+
+
+def corners(space: SearchSpace, depth: int) -> list[dict]:
+    """Trials every search starts with: the teacher's depth unpruned and the shallowest student unpruned,
+    each with the space's first quantization (the two ends a user would try by hand)."""
+    choices = space.choices(depth)
+    first = {name: values[0] for name, values in choices.items()}
+    shallow = {**first, "layers": min(choices["layers"]), "head_fractions": min(choices["head_fractions"]),
+               "ffn_fractions": min(choices["ffn_fractions"])}
+    deep = {**shallow, "layers": max(choices["layers"])}
+    return [deep] if deep == shallow else [deep, shallow]
+
+
+def trial_context(task: Task, options: OptimizeOptions, space: SearchSpace, teacher, tokenizer,
+                  depth: int) -> TrialContext:
+    ctx = Context(task=task, tokenizer=tokenizer, teacher=teacher.model, train=options.train,
+                  seed=options.train.seed)
+    return TrialContext(task=task, tokenizer=tokenizer, teacher=teacher.model, teacher_path=teacher.path, ctx=ctx,
+                        cache=VariantCache(teacher.path.name), space=space, depth=depth, objective=options.objective,
+                        batch_size=options.batch_size, seq_len=options.train.max_length,
+                        repeats=options.trial_repeats, exports=teacher.path.parent.parent / "exports")
+
+
+def _timed_validation(trials: TrialContext) -> tuple[float, float]:
+    started = time.perf_counter()
+    accuracy = score(trials.teacher, trials.validation, trials.task.num_labels)[0]["accuracy"]
+    return accuracy, time.perf_counter() - started
+
+
+def _check_budget(options: OptimizeOptions, evaluation_seconds: float) -> None:
+    """A trial at least evaluates a model on the validation split (and times it): refuse a budget below."""
+    least = 2 * evaluation_seconds
+    if options.time_budget is not None and options.time_budget < least:
+        raise BertCompressError(f"--time-budget {options.time_budget:g}s is too small for one trial here "
+                                f"(at least {least:.0f}s: one validation pass takes {evaluation_seconds:.0f}s)")
+
+
+def _objective(trials: TrialContext):
+    import optuna
+
+    def objective(trial):
+        params = trials.space.suggest(trial, trials.depth)
+        earlier = _result_of_same_choice(trial, params)
+        if earlier is not None:  # the sampler repeated a choice: its model and figures are already known
+            earlier = {**earlier, "worker": os.getpid(), "reused": True}
+            trial.set_user_attr("result", earlier)
+            return earlier["val_accuracy"], objective_value(earlier, trials.objective)
+        try:
+            result = evaluate(trials, params)
+        except BertCompressError as error:  # e.g. a static int8 export that does not verify: not a candidate
+            trial.set_user_attr("error", str(error))
+            raise optuna.TrialPruned(str(error)) from None
+        trial.set_user_attr("result", result)
+        return result["val_accuracy"], objective_value(result, trials.objective)
+    return objective
+
+
+def _result_of_same_choice(trial, params: dict) -> dict | None:
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.number != trial.number and other.user_attrs.get("result", {}).get("params") == params:
+            return other.user_attrs["result"]
+    return None
+
+
+def _search(study, trials: TrialContext, options: OptimizeOptions, key: str, task: Task, teacher_val: float,
+            console: Console) -> None:
+    """Run the main worker here and the others as processes on the same study, until the budget ends."""
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    callbacks = [_progress(console, teacher_val, options)]
+    if options.trials is not None:
+        callbacks.append(MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    helpers = [multiprocessing.get_context("spawn").Process(
+        target=worker, args=(task, replace(options, workers=1), key, threads)) for _ in range(options.workers - 1)]
+    for process in helpers:
+        process.start()
+    torch.set_num_threads(threads)
+    try:
+        study.optimize(_objective(trials), n_trials=None if options.time_budget else options.trials,
+                       timeout=options.time_budget, callbacks=callbacks, catch=())
+    finally:
+        for process in helpers:
+            process.join()
+
+
+def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None:
+    """A helper process: the same study, its own share of the trials (spawned, so it rebuilds its context)."""
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    os.environ["BERTCOMPRESS_QUIET"] = "1"
+    torch.set_num_threads(threads)
+    tokenizer = load_tokenizer(options.model)
+    teacher = get_teacher(options.model, task, tokenizer, options.train)
+    space = options.space or SearchSpace.for_objective(options.objective, _depth(teacher.model))
+    trials = trial_context(task, options, space, teacher, tokenizer, _depth(teacher.model))
+    study = open_study(open_storage(options.storage, key), key, options.train.seed + 1)
+    callbacks = [MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))] \
+        if options.trials is not None else []
+    study.optimize(_objective(trials), n_trials=None if options.time_budget else options.trials,
+                   timeout=options.time_budget, callbacks=callbacks)
+
+
+def _progress(console: Console, teacher_val: float, options: OptimizeOptions):
+    started = time.perf_counter()
+    key = "speedup" if options.objective == "latency" else "size_ratio"
+
+    def report(study, trial) -> None:
+        results = [t.user_attrs["result"] for t in study.trials if "result" in t.user_attrs]
+        best = fr.chosen(results, key, teacher_val, options.max_drop)
+        result = trial.user_attrs.get("result", {})
+        left = "" if options.time_budget is None else \
+            f", {max(options.time_budget - (time.perf_counter() - started), 0) / 60:.0f} min left"
+        best_text = f"{best['name']} ({best[key]:.2f}x)" if best else "none within the budget yet"
+        console.print(f"trial {len(results)}: {result.get('name', '?')} val {100 * result.get('val_accuracy', 0):.2f}"
+                      f" {key} {result.get(key, 0):.2f}x; best within {options.max_drop:g} points: {best_text}{left}")
+    return report
+
+
+def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialContext, results: list[dict],
+           teacher_val: float, search_seconds: float, console: Console) -> Path:
+    key = "speedup" if options.objective == "latency" else "size_ratio"
+    front = fr.pareto(results, key)
+    pick = fr.chosen(results, key, teacher_val, options.max_drop)
+    console.print(f"measuring the frontier ({len(front)} models) beside the teacher"
+                  f"{' and the peers' if options.peers else ''} in one run")
+    rows, saved = _measure_frontier(front, trials, options, teacher_val)
+    summary = {"task": task.name, "objective": options.objective, "max_drop": options.max_drop,
+               "trials": len(results), "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
+               "cpu": rows[0]["cpu"]}
+
+    def fill(directory: Path) -> None:
+        for name, path in saved.items():
+            shutil.copytree(path, directory / "models" / slug(name))
+        (directory / "frontier.json").write_text(json.dumps(rows, indent=2))
+        (directory / "trials.json").write_text(json.dumps({"summary": summary, "trials": results}, indent=2))
+        plotted = [{"variant": r["name"], "test_accuracy": r["test_accuracy_mean"], "is_teacher": r["kind"] == "teacher",
+                    "speedup_b32": r["speedup_b32"], "size_mb": r["size_mb"]} for r in rows]
+        scatter(plotted, "speedup_b32", "speedup over the fp32 teacher, batch 32", directory / "accuracy_vs_speedup.png",
+                "Frontier: accuracy vs speed")
+        scatter(plotted, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png", "Frontier: accuracy vs size")
+        (directory / "frontier.md").write_text(fr.markdown(rows, summary))
+
+    target = write_atomically(target, fill, overwrite=options.overwrite, kind="optimize")
+    console.print(f"[green]frontier written:[/] {target / 'frontier.md'}; chosen: {summary['chosen']}")
+    return target
+
+
+def _measure_frontier(front: list[dict], trials: TrialContext, options: OptimizeOptions,
+                      teacher_val: float) -> tuple[list[dict], dict[str, Path]]:
+    """Test and validation accuracy, batch 1 and 32 latency interleaved, size: teacher, frontier, peers."""
+    from bertcompress.search.trials import candidate, model_bytes
+
+    models, kinds, saved, recipes, runtimes = {TEACHER: trials.teacher}, {TEACHER: "teacher"}, {}, {}, {}
+    sizes = {TEACHER: trials.teacher_bytes}
+    for result in front:
+        name, model, path, recipe = candidate(trials, result["params"])
+        models[name], kinds[name], saved[name], recipes[name], runtimes[name] = model, "ours", path, recipe, \
+            result["runtime"]
+        sizes[name] = model_bytes(path)
+    if options.peers:
+        models[PEER_NNCF], path = _nncf_peer(trials)
+        kinds[PEER_NNCF], runtimes[PEER_NNCF], sizes[PEER_NNCF] = "peer", "openvino-static-int8", model_bytes(path)
+    timed = benchmark_many(models, (1, 32), trials.seq_len, options.repeats)
+    cpu = {"name": cpu_name(), "features": cpu_features()}
+    test = encode(trials.task.split("test"), trials.tokenizer, trials.ctx.train.max_length)
+    measured = {}
+    for name, model in models.items():
+        measured[name] = {"validation_accuracy": score(model, trials.validation, trials.task.num_labels)[0]["accuracy"],
+                          "test_accuracy": score(model, test, trials.task.num_labels)[0]["accuracy"],
+                          "size_mb": sizes[name] / 1e6, "seed": trials.ctx.seed,
+                          **latency_fields(timed[name], timed[TEACHER], (1, 32))}
+    rows = [fr.frontier_row(name, kinds[name], measured[name], measured[TEACHER], cpu, recipes.get(name),
+                            runtimes.get(name, "torch")) for name in models]
+    return rows, saved
+
+
+def _nncf_peer(trials: TrialContext):
+    """What a user gets with no training: the fp32 teacher through OpenVINO + NNCF post-training int8."""
+    from bertcompress.search.trials import openvino_static
+
+    return openvino_static(trials, trials.teacher_path, "teacher")

@@ -1,0 +1,100 @@
+"""One trial of the search: build the composition a choice of knobs stands for (cached by its recipe, so a
+resumed or repeated trial costs nothing), run it in its runtime, and score it on the validation split
+only, with its speed measured against the teacher in the same call and its size on disk."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from bertcompress.core.context import Context
+from bertcompress.data.batching import Encoded, encode
+from bertcompress.data.tasks import Task
+from bertcompress.evaluation.latency import benchmark_many
+from bertcompress.evaluation.metrics import score
+from bertcompress.io import directory_bytes_of
+from bertcompress.measure import MB, paired_speedup
+from bertcompress.runtimes import OPENVINO_FILE
+from bertcompress.search.space import SearchSpace, recipe_for, runtime_for
+from bertcompress.variants import Variant, VariantCache, slug
+
+CALIBRATION_TEXTS = 300
+
+
+@dataclass
+class TrialContext:
+    """What every trial needs, built once per worker."""
+
+    task: Task
+    tokenizer: Any
+    teacher: nn.Module
+    teacher_path: Path
+    ctx: Context
+    cache: VariantCache
+    space: SearchSpace
+    depth: int
+    objective: str
+    batch_size: int = 32
+    seq_len: int = 64
+    repeats: int = 5
+    teacher_bytes: int = 0
+    validation: Encoded | None = None
+    exports: Path = field(default_factory=lambda: Path("exports"))
+
+    def __post_init__(self):
+        self.validation = encode(self.task.split("validation"), self.tokenizer, self.ctx.train.max_length)
+        self.teacher_bytes = directory_bytes_of(self.teacher_path, exclude_tokenizer=True)
+
+
+def candidate(trials: TrialContext, params: dict[str, Any]) -> tuple[str, nn.Module, Path, dict]:
+    """The trial's model in its runtime: (name, runnable model, where it is saved, its recipe as a dict)."""
+    recipe = recipe_for(params, trials.depth)
+    variant = Variant(recipe.name, recipe, trials.ctx.seed)
+    built = trials.cache.get_or_build(trials.teacher, variant, trials.ctx, trials.tokenizer)
+    if runtime_for(params) == "torch":
+        return recipe.name, built.model, built.path, recipe.to_dict()
+    return (recipe.name, *openvino_static(trials, built.path, recipe.name), recipe.to_dict())
+
+
+def openvino_static(trials: TrialContext, source: Path, name: str) -> tuple[nn.Module, Path]:
+    """The variant exported to OpenVINO and quantized by NNCF (static int8), cached beside the variant."""
+    from bertcompress.export import ExportSettings, export_model
+    from bertcompress.runtimes.openvino import OpenVinoModel
+
+    target = trials.exports / f"{slug(name)}-{source.name}"
+    if not (target / OPENVINO_FILE).exists():
+        settings = ExportSettings(max_length=trials.ctx.train.max_length, int8="static", overwrite=True)
+        export_model(source, "openvino", target, trials.task.split("validation"), settings,
+                     trials.task.split("train")[:CALIBRATION_TEXTS])
+    return OpenVinoModel(target / OPENVINO_FILE, trials.teacher.config), target
+
+
+def evaluate(trials: TrialContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Validation accuracy, speedup over the teacher at the search's batch size, size on disk."""
+    started = time.perf_counter()
+    name, model, path, recipe = candidate(trials, params)
+    accuracy = score(model, trials.validation, trials.task.num_labels)[0]["accuracy"]
+    timed = benchmark_many({"teacher": trials.teacher, name: model}, (trials.batch_size,), trials.seq_len,
+                           trials.repeats)
+    speedup = paired_speedup(timed["teacher"][f"batch_{trials.batch_size}"],
+                             timed[name][f"batch_{trials.batch_size}"])["median"]
+    size = model_bytes(path)
+    return {"name": name, "params": params, "recipe": recipe, "runtime": runtime_for(params), "path": str(path),
+            "val_accuracy": accuracy, "speedup": speedup, "size_mb": size / MB,
+            "size_ratio": trials.teacher_bytes / size, "seconds": round(time.perf_counter() - started, 1),
+            "worker": os.getpid()}
+
+
+def model_bytes(path: Path) -> int:
+    """A saved variant's weights, config and manifest, or an export's model files."""
+    model_files = {OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), "model.onnx"}
+    exported = [f for f in Path(path).iterdir() if f.name in model_files]
+    return sum(f.stat().st_size for f in exported) if exported else directory_bytes_of(path, exclude_tokenizer=True)
+
+
+def objective_value(result: dict[str, Any], objective: str) -> float:
+    return result["speedup"] if objective == "latency" else result["size_ratio"]

@@ -1,0 +1,137 @@
+"""`optimize`: the search space, the frontier rules, and the search end to end on a tiny model (resumed, and
+with two workers sharing one study)."""
+import json
+import random
+
+import pytest
+
+import bertcompress as bc
+from bertcompress.core.errors import BertCompressError
+from bertcompress.data import tasks
+from bertcompress.search import frontier as fr
+from bertcompress.search.optimize import OptimizeOptions, corners, optimize
+from bertcompress.search.space import SearchSpace, describe, recipe_for
+from bertcompress.search.study import open_storage, open_study
+from bertcompress.training.loop import TrainConfig
+from tests.conftest import tiny_model
+
+PARAMS = {"layers": 1, "head_fractions": 0.5, "ffn_fractions": 0.25, "vocabulary": True,
+          "quantization": "int8+embeddings", "distill_epochs": 1.0, "recovery_epochs": 0.5}
+
+
+def test_a_choice_of_knobs_is_the_composition_in_order():
+    recipe = recipe_for(PARAMS, model_layers=2)
+    methods = [type(step).__name__ for step in recipe.steps]
+    assert methods == ["Distillation", "HeadPruning", "FFNPruning", "VocabularyPruning", "DynamicInt8"]
+    distill, heads, ffn = recipe.steps[:3]
+    assert distill.keep == 1 and distill.epochs == 1.0 and heads.fraction == 0.5 and ffn.fraction == 0.25
+    assert heads.recovery_epochs == 0.0 and ffn.recovery_epochs == 0.5  # one recovery, after both prunings
+    assert recipe.name == describe(PARAMS) == "L1-h50-f25-vocab-int8+embeddings"
+
+
+def test_the_full_depth_unpruned_and_unquantized_is_the_teacher_itself():
+    plain = {**PARAMS, "layers": 2, "head_fractions": 0.0, "ffn_fractions": 0.0, "vocabulary": False,
+             "quantization": "none"}
+    assert recipe_for(plain, model_layers=2).steps == []
+    static = recipe_for({**plain, "quantization": "openvino-static-int8"}, model_layers=2)
+    assert static.steps == []  # the runtime quantizes the export: no training step
+
+
+def test_a_space_that_allows_nothing_is_refused():
+    with pytest.raises(BertCompressError, match=r"keeps \[7, 8\] layers but the model has 2"):
+        SearchSpace(layers=(7, 8)).check(tiny_model())
+    with pytest.raises(BertCompressError, match="objective 'speed' is not offered"):
+        SearchSpace.for_objective("speed", 6)
+    assert SearchSpace.for_objective("latency", 6).layers == (6, 5, 4, 3)
+
+
+def test_corners_are_the_full_depth_and_the_shallowest_student():
+    space = SearchSpace(layers=(2, 1), head_fractions=(0.5, 0.0))
+    deep, shallow = corners(space, depth=2)
+    assert (deep["layers"], shallow["layers"]) == (2, 1) and deep["head_fractions"] == 0.0
+
+
+def synthetic_results(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"name": f"t{i}", "val_accuracy": rng.choice([0.8, 0.82, 0.84, 0.85]), "speedup": rng.uniform(1, 10)}
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_frontier_is_exactly_the_undominated_results(seed):
+    results = synthetic_results(15, seed)
+    front = fr.pareto(results, "speedup")
+
+    def beats(a, b):
+        return (a["val_accuracy"] >= b["val_accuracy"] and a["speedup"] >= b["speedup"]
+                and (a["val_accuracy"] > b["val_accuracy"] or a["speedup"] > b["speedup"]))
+
+    assert all(not any(beats(o, f) for o in results) for f in front)
+    assert all(any(beats(f, r) for f in front) for r in results if r not in front)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_chosen_model_is_the_fastest_within_the_budget(seed):
+    results = synthetic_results(15, seed)
+    pick = fr.chosen(results, "speedup", teacher_val=0.85, max_drop_points=1.0)
+    within = [r for r in results if r["val_accuracy"] >= 0.84]
+    assert pick == (max(within, key=lambda r: r["speedup"]) if within else None)
+
+
+@pytest.fixture
+def search(tmp_path, tokenizer, cache):
+    """A tiny local model, a toy task and options for a short search with its own journal file."""
+    model_dir = tmp_path / "tiny"
+    bc.save(tiny_model(), model_dir, tokenizer)
+    rows = "".join(f"{'good fine superb' if i % 2 else 'bad dull awful'} movie {i % 5},{i % 2}\n" for i in range(60))
+    (tmp_path / "d.csv").write_text("text,label\n" + rows)
+    space = SearchSpace(layers=(2, 1), head_fractions=(0.0, 0.5), ffn_fractions=(0.0,), vocabulary=(False,),
+                        quantization=("none", "int8"), distill_epochs=(1.0,), recovery_epochs=(0.5,))
+    options = OptimizeOptions(model=str(model_dir), trials=3, storage=f"journal:{tmp_path / 'study.journal'}",
+                              output=tmp_path / "runs", name="search", space=space, peers=False, repeats=2,
+                              trial_repeats=2, train=TrainConfig(max_steps=10, batch_size=8, max_length=16))
+    return tasks.from_files(tmp_path / "d.csv"), options
+
+
+@pytest.mark.slow
+def test_search_writes_the_frontier_and_resumes_its_study(search, tmp_path):
+    task, options = search
+    target = optimize(task, options)
+    rows = json.loads((target / "frontier.json").read_text())
+    assert all(tuple(row) == fr.FRONTIER_KEYS for row in rows)
+    assert [r["kind"] for r in rows][0] == "teacher" and {r["kind"] for r in rows[1:]} == {"ours"}
+    trials = json.loads((target / "trials.json").read_text())
+    assert trials["summary"]["trials"] == 3
+    for row in rows[1:]:
+        assert (target / "models" / row["name"]).is_dir()
+    assert (target / "frontier.md").read_text().count("| ours |") == len(rows) - 1
+    # resumed: the same study grows to 5 trials; the 3 done are not run again
+    options.trials, options.overwrite = 5, True
+    optimize(task, options)
+    study = open_study(open_storage(options.storage, options.key(task, options.space)),
+                       options.key(task, options.space), 0)
+    assert len([t for t in study.trials if "result" in t.user_attrs]) >= 5
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(search):
+    task, options = search
+    options.workers, options.trials = 2, 4
+    target = optimize(task, options)
+    results = json.loads((target / "trials.json").read_text())["trials"]
+    assert len(results) >= 4 and len({r["worker"] for r in results}) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"max_drop": -1.0}, "--max-drop -1 must be zero or more"),
+    ({"objective": "speed"}, "--objective 'speed' is not offered"),
+    ({"trials": None, "time_budget": None}, "give --trials, --time-budget or both"),
+    ({"storage": "postgresql://nobody@127.0.0.1:1/none"}, "--storage 'postgresql://"),
+])
+def test_bad_options_are_refused_before_any_training(search, change, message):
+    task, options = search
+    for key, value in change.items():
+        setattr(options, key, value)
+    with pytest.raises(BertCompressError, match=message.replace("(", r"\(")):
+        optimize(task, options)
+    assert not (options.output / "search").exists()
