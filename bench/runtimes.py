@@ -17,6 +17,7 @@ from bertcompress.benchmarks import (Row, Settings, Table, onnx_runtime, run_tab
                                      torch_dynamic_int8, write_json)
 from bertcompress.export import ExportSettings, export_model
 from bertcompress.hardware import cpu_features, cpu_name
+from bertcompress.recipe import resolve_recipe
 from bertcompress.runtimes import ONNX_FILE, OPENVINO_FILE, open_model
 from bertcompress.runtimes.openvino import OpenVinoModel
 
@@ -52,6 +53,7 @@ def torch_bf16(model: nn.Module, path: Path):
 
 
 OURS_INT8 = "ours: dynamic int8 (torch)"
+STUDENT = "ours: 3-layer student (distill-3-layers, torch)"
 TABLE = Table(
     section="runtimes",
     title="Runtimes: our exports against the paths a user would pick (`bench/runtimes.py`)",
@@ -78,6 +80,10 @@ TABLE = Table(
             start=OURS_INT8),
         Row("ours: teacher -> ONNX Runtime static int8",
             peer=exported("ours: teacher -> ONNX Runtime static int8", "onnx", "static")),
+        Row(STUDENT, tuple(resolve_recipe("distill-3-layers").steps)),
+        Row("ours: 3-layer student + dynamic int8 (torch)", (bc.DynamicInt8(embeddings=True),), start=STUDENT),
+        Row("ours: 3-layer student -> OpenVINO static int8",
+            peer=exported("ours: 3-layer student -> OpenVINO static int8", "openvino", "static"), start=STUDENT),
     ],
 )
 
