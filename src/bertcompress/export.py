@@ -28,7 +28,7 @@ from bertcompress.data.batching import Encoded, encode
 from bertcompress.data.tasks import Example
 from bertcompress.evaluation.metrics import logits
 from bertcompress.files import check_output_path, write_atomically
-from bertcompress.hardware import cpu_features, cpu_name
+from bertcompress.hardware import cpu_features, cpu_name, has_int8_dot_product
 from bertcompress.plain import ffn_widths, plain_config, plain_problem, plain_state_dict
 from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, require_runtime
 
@@ -37,7 +37,6 @@ FP32_TOLERANCE = 1e-4
 MIN_AGREEMENT = 0.995
 MIN_AGREEMENT_STATIC = 0.98
 INT8_MODES = ("static",)
-INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class ExportSettings:
     int8: str | None = None  # "static": quantize again with calibrated activation ranges (see the module doc)
 
     def export_options(self, to: str) -> ExportOptions:
-        signed = self.signed_int8 if self.signed_int8 is not None else bool(set(cpu_features()) & set(INT8_DOT_PRODUCT))
+        signed = self.signed_int8 if self.signed_int8 is not None else has_int8_dot_product()
         return ExportOptions(signed_int8=signed, plain=to == "transformers", float_weights=self.int8 == "static",
                              dequantize_weights=to == "openvino" and self.int8 is None)
 

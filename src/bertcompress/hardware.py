@@ -16,6 +16,8 @@ FEATURES = {  # /proc/cpuinfo flag -> what it means for us
     "amx_bf16": "AMX bf16", "asimddp": "ARM dot product (int8)", "sve": "ARM SVE", "bf16": "ARM BF16",
 }
 RUNTIMES = ("torch", "onnxruntime", "openvino", "nncf")
+# int8 x int8 dot products accumulated in int32 (no int16 pair sums that can saturate at 8-bit activations)
+INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 PROBE_SHAPE = (2048, 384, 1536)  # tokens x hidden x FFN width: batch 32 x 64 tokens through MiniLM's FFN
 
 
@@ -47,6 +49,10 @@ def cpu_features(text: str | None = None) -> list[str]:
     """The features that matter here, by their cpuinfo names ('avx512_vnni', ...), in a stable order."""
     flags = cpu_flags(text)
     return [flag for flag in FEATURES if flag in flags]
+
+
+def has_int8_dot_product(features: list[str] | None = None) -> bool:
+    return bool(set(cpu_features() if features is None else features) & set(INT8_DOT_PRODUCT))
 
 
 def runtimes() -> dict[str, str | None]:
@@ -93,15 +99,16 @@ def advice(features: list[str], probe: dict[str, float]) -> list[str]:
     """Which precision pays on this CPU, from the probe's measured ratios, and the int8 kernel option."""
     fp32 = probe["fp32_ms"]
     lines = []
-    vnni = any(f in features for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+    vnni = has_int8_dot_product(features)
     best_int8 = min(probe["int8_ms"], probe["int8_7bit_ms"])
     lines.append(f"int8 GEMM {fp32 / best_int8:.2f}x fp32 here: "
                  + ("use int8 (dynamic_int8 / q8bert_qat)" if fp32 / best_int8 > 1.2 else "int8 saves size, not time"))
     if vnni:
-        lines.append("VNNI present: full 8-bit activations are safe (reduce_range: false avoids the 7-bit "
-                     "activation grid, which only CPUs without VNNI need)")
+        lines.append("int8 dot products present: dynamic_int8 uses full 8-bit activations here (reduce_range "
+                     "chosen automatically; the 7-bit grid is only for CPUs without them)")
     else:
-        lines.append("no VNNI: keep reduce_range: true (u8 x s8 pairs can overflow int16 at 8 bits)")
+        lines.append("no int8 dot products (VNNI): dynamic_int8 uses 7-bit activations here (u8 x s8 pairs "
+                     "can overflow int16 at 8 bits)")
     ratio = fp32 / probe["bf16_ms"]
     lines.append(f"bf16 GEMM {ratio:.2f}x fp32 here: "
                  + ("bf16 pays (hardware BF16)" if ratio > 1.2 else "bf16 does not pay on this CPU"))

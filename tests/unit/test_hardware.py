@@ -25,11 +25,11 @@ def test_probe_times_every_precision():
 
 @pytest.mark.parametrize("features, probe, expected", [
     (["avx2"], {"fp32_ms": 30, "bf16_ms": 60, "int8_ms": 20, "int8_7bit_ms": 20},
-     ["use int8", "keep reduce_range: true", "does not pay"]),
+     ["use int8", "7-bit activations", "does not pay"]),
     (["avx512_vnni", "avx512_bf16"], {"fp32_ms": 30, "bf16_ms": 10, "int8_ms": 10, "int8_7bit_ms": 12},
-     ["use int8", "reduce_range: false", "bf16 pays"]),
+     ["use int8", "full 8-bit activations", "bf16 pays"]),
     (["asimddp"], {"fp32_ms": 10, "bf16_ms": 20, "int8_ms": 10, "int8_7bit_ms": 11},
-     ["saves size, not time", "reduce_range: false", "does not pay"]),
+     ["saves size, not time", "full 8-bit activations", "does not pay"]),
 ])
 def test_advice_follows_ratios_and_features(features, probe, expected):
     lines = advice(features, probe)
@@ -45,3 +45,21 @@ def test_cli_reports_json(capsys):
     found = json.loads(capsys.readouterr().out)
     assert found["features"] == cpu_features() and found["runtimes"]["torch"]
     assert len(found["advice"]) == 3 and found["gemm_probe"]["fp32_ms"] > 0
+
+
+@pytest.mark.parametrize("features, reduced", [(["avx2"], True), (["avx2", "avx512_vnni"], False),
+                                               (["amx_int8"], False), (["asimddp"], False)])
+def test_dynamic_int8_picks_7_bit_activations_only_without_int8_dot_products(features, reduced, monkeypatch):
+    import bertcompress as bc
+    import bertcompress.hardware as hardware
+    from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear
+    from tests.conftest import tiny_model
+
+    monkeypatch.setattr(hardware, "cpu_features", lambda text=None: features)
+    model = tiny_model()
+    report = bc.compress(model, bc.DynamicInt8())
+    kinds = {m.reduce_range for m in model.modules() if isinstance(m, DynamicInt8Linear)}
+    assert kinds == {reduced} and f"{7 if reduced else 8}-bit activations" in " ".join(report.notes)
+    explicit = tiny_model()
+    bc.compress(explicit, bc.DynamicInt8(reduce_range=not reduced))
+    assert {m.reduce_range for m in explicit.modules() if isinstance(m, DynamicInt8Linear)} == {not reduced}
