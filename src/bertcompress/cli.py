@@ -201,10 +201,13 @@ def optimize(
     overwrite: bool = OverwriteOpt,
     seed: int = SeedOpt,
     epochs: float = EpochsOpt,
+    max_steps: Optional[int] = typer.Option(None, min=1, help="teacher optimizer steps (overrides --epochs)"),
     max_train: Optional[int] = MaxTrainOpt,
     max_eval: Optional[int] = MaxEvalOpt,
     repeats: int = RepeatsOpt,
     peers: bool = typer.Option(True, "--peers/--no-peers", help="measure OpenVINO + NNCF int8 of the teacher too"),
+    quick: bool = typer.Option(False, "--quick", help="a small space (full or half depth, light pruning, 1 epoch "
+                               "of distillation): a first answer in minutes"),
 ) -> None:
     """Search compositions of methods for the fastest (or smallest) model within --max-drop points."""
     from bertcompress.search.optimize import OptimizeOptions
@@ -215,7 +218,9 @@ def optimize(
     options = OptimizeOptions(model=data.model, max_drop=max_drop, objective=objective, batch_size=batch_size,
                               time_budget=budget, trials=trials, workers=workers, storage=storage, output=output,
                               name=check_name(name) if name else None, overwrite=overwrite,
-                              train=TrainConfig(epochs=epochs, seed=seed), repeats=repeats, peers=peers)
+                              train=TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed), repeats=repeats,
+                              peers=peers,
+                              quick=quick)
     options.check()
     spec = data.task_spec(seed, max_train, max_eval)
     run_search(spec, options, console)

@@ -195,3 +195,16 @@ def test_eval_and_bench_run_an_export_in_its_runtime(models, tmp_path, capsys):
         main(["bench", str(models["fp32"]), str(tmp_path / "ov"), "--repeats", "1", "--seq-len", "16", "-b", "2"])
     out = capsys.readouterr().out
     assert done.value.code == 0 and "median of 1" in out and out.count("1.00x") >= 1
+
+
+def test_a_runtime_that_is_not_installed_is_named_with_its_install_command(models, tmp_path, monkeypatch):
+    import importlib.util
+
+    import bertcompress.runtimes as runtimes
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runtimes.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(BertCompressError, match="'openvino' is not installed; install it with: pip install openvino"):
+        export_model(models["fp32"], "openvino", tmp_path / "out", texts(), SETTINGS)
+    assert not (tmp_path / "out").exists()

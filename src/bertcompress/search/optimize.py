@@ -54,6 +54,7 @@ class OptimizeOptions:
     overwrite: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
     space: SearchSpace | None = None
+    quick: bool = False  # SearchSpace.quick instead of the full space
     trial_repeats: int = 5
     repeats: int = 20  # the final measurement of the frontier
     peers: bool = True
@@ -89,7 +90,7 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     tokenizer = load_tokenizer(options.model)
     base = load(options.model, num_labels=task.num_labels)
     depth = _depth(base)
-    space = options.space or SearchSpace.for_objective(options.objective, depth)
+    space = default_space(options, depth)
     space.check(base)
     key = options.key(task, space)
     storage = open_storage(options.storage, key)  # an unreachable database fails before any training
@@ -109,6 +110,12 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     if not results:
         raise BertCompressError("no trial completed within the budget; give more --time-budget or --trials")
     return _write(target, task, options, trials, results, teacher_val, time.perf_counter() - started, console)
+
+
+def default_space(options: OptimizeOptions, depth: int) -> SearchSpace:
+    if options.space is not None:
+        return options.space
+    return (SearchSpace.quick if options.quick else SearchSpace.for_objective)(options.objective, depth)
 
 
 def _depth(model) -> int:
@@ -211,7 +218,7 @@ def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None
     torch.set_num_threads(threads)
     tokenizer = load_tokenizer(options.model)
     teacher = get_teacher(options.model, task, tokenizer, options.train)
-    space = options.space or SearchSpace.for_objective(options.objective, _depth(teacher.model))
+    space = default_space(options, _depth(teacher.model))
     trials = trial_context(task, options, space, teacher, tokenizer, _depth(teacher.model))
     study = open_study(open_storage(options.storage, key), key, options.train.seed + 1)
     callbacks = [MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))] \

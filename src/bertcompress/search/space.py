@@ -43,6 +43,14 @@ class SearchSpace:
             ("int8+embeddings", "4bit")
         return cls(**{"layers": layers, "quantization": quantization, **overrides})
 
+    @classmethod
+    def quick(cls, objective: str, model_layers: int) -> "SearchSpace":
+        """A small space for a first answer in minutes: the full depth or half of it, light pruning, one
+        epoch of distillation and half an epoch of recovery."""
+        return cls.for_objective(objective, model_layers, layers=(model_layers, max(model_layers // 2, 1)),
+                                 head_fractions=(0.0, 0.25), ffn_fractions=(0.0, 0.25), distill_epochs=(1.0,),
+                                 recovery_epochs=(0.5,))
+
     def check(self, model: nn.Module) -> None:
         """Refuse a space that allows nothing on this model, before any training."""
         depth = len(get_spec(model).layer_list(model))
