@@ -15,7 +15,7 @@ import importlib.util
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from bertcompress import io
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.modules import ExportOptions, standin_view, standins_are_exact
+from bertcompress.core.modules import ExportOptions, standin_view, standins, standins_are_exact
 from bertcompress.data.batching import Encoded, encode
 from bertcompress.data.tasks import Example
 from bertcompress.evaluation.metrics import logits
@@ -180,6 +180,7 @@ def _to_onnx(job: Job, directory: Path) -> dict:
     from bertcompress.evaluation.onnx_export import OrtModel, export_onnx
 
     path = export_onnx(job.model, directory / ONNX_FILE, job.settings.max_length, options=job.options)
+    packed = _packed_if_faster(job, path, directory) if job.calibration is None else {}
     found = job.reference.check(OrtModel(path, None))
     if job.settings.optimize:
         found = _fused_if_it_verifies(path, directory, job.reference, found)
@@ -188,7 +189,32 @@ def _to_onnx(job: Job, directory: Path) -> dict:
 
         ort_quantize_static(path, path, job.calibration)
         found = {**found, **job.reference.check(OrtModel(path, None)), "quantizer": "onnxruntime quantize_static (QDQ)"}
-    return found
+    return {**found, **packed}
+
+
+def _packed_if_faster(job: Job, path: Path, directory: Path) -> dict:
+    """Where stand-ins can keep sub-8-bit weights packed (MatMulNBits), export that graph too, time both in
+    ONNX Runtime (batch 1 and 32, interleaved) and keep the faster; the record keeps both figures."""
+    from bertcompress.evaluation.latency import benchmark_many
+    from bertcompress.evaluation.onnx_export import OrtModel, export_onnx
+
+    packed_options = replace(job.options, packed_nbits=True)
+    if [type(s) for _, s in standins(job.model, packed_options).values()] == \
+            [type(s) for _, s in standins(job.model, job.options).values()]:
+        return {}
+    packed_path = export_onnx(job.model, directory / f"packed-{ONNX_FILE}", job.settings.max_length,
+                              options=packed_options)
+    graphs = {"dequantized": OrtModel(path, job.model.config), "packed": OrtModel(packed_path, job.model.config)}
+    timed = benchmark_many(graphs, (1, 32), min(job.settings.max_length, 64), repeats=5)
+    ms = {name: {f"b{b}": timed[name][f"batch_{b}"]["median_ms"] for b in (1, 32)} for name in graphs}
+    score = {name: ms[name]["b1"] * ms[name]["b32"] for name in graphs}  # geometric: both batch sizes count
+    kept = min(score, key=score.get)
+    sizes = {"dequantized": path.stat().st_size / 1e6, "packed": packed_path.stat().st_size / 1e6}
+    if kept == "packed":
+        packed_path.replace(path)
+    else:
+        packed_path.unlink()
+    return {"sub_8_bit_weights": {"kept": kept, "latency_ms": ms, "size_mb": sizes}}
 
 
 def _fused_if_it_verifies(path: Path, directory: Path, reference: Reference, plain_found: dict) -> dict:

@@ -208,3 +208,37 @@ def test_a_runtime_that_is_not_installed_is_named_with_its_install_command(model
     with pytest.raises(BertCompressError, match="'openvino' is not installed; install it with: pip install openvino"):
         export_model(models["fp32"], "openvino", tmp_path / "out", texts(), SETTINGS)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("granularity, group", [("group", 16), ("channel", 128), ("tensor", 128)])
+def test_4_bit_weights_as_matmul_nbits_compute_exactly_what_the_packed_linear_does(granularity, group):
+    from bertcompress.methods.quantization.nbits_export import NBitsLinear, nbits_block
+    from bertcompress.methods.quantization.packed import PackedLinear
+    from bertcompress.methods.quantization.quantizers import QuantSpec
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 24)
+    packed = PackedLinear.from_linear(linear, QuantSpec(4, True, granularity, group))
+    block = nbits_block(packed)
+    assert block is not None and 64 % block == 0
+    x = torch.randn(3, 5, 64)
+    torch.testing.assert_close(NBitsLinear(packed, block)(x), packed(x), atol=1e-5, rtol=0)
+    asymmetric = PackedLinear.from_linear(linear, QuantSpec(4, False, "channel"))
+    assert nbits_block(asymmetric) is None  # zero points other than 8: left dequantized
+
+
+def test_4_bit_export_keeps_the_faster_graph_and_verifies_exactly(tmp_path):
+    import onnx
+
+    model = tiny_model(seed=2)
+    bc.compress(model, bc.NaivePTQ(weight_bits=4, granularity="group", group_size=16))
+    source = bc.save(model, tmp_path / "w4", tiny_tokenizer())
+    record = export_model(source, "onnx", tmp_path / "out", texts(), SETTINGS)
+    assert record["verified"] and record["exact"] and record["max_abs_logit_diff"] <= 1e-4
+    choice = record["sub_8_bit_weights"]
+    score = {name: ms["b1"] * ms["b32"] for name, ms in choice["latency_ms"].items()}
+    assert choice["kept"] == min(score, key=score.get)
+    assert choice["size_mb"]["packed"] < choice["size_mb"]["dequantized"]
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.node}
+    assert ("MatMulNBits" in ops) == (choice["kept"] == "packed")
+    assert not (tmp_path / "out" / "packed-model.onnx").exists()

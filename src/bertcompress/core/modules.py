@@ -40,12 +40,14 @@ class ExportOptions:
     dequantize_weights: int8 weights as DequantizeLinear -> MatMul rather than integer MatMul ops: OpenVINO
     keeps such weights int8 and picks its own int8 kernel, while it folds integer MatMuls to fp32.
     float_weights: int8 Linear weights as fp32 values, for a quantizer that quantizes the graph again.
+    packed_nbits: 4-bit weights as ONNX Runtime's weight-only MatMulNBits (stays 4-bit) rather than dequantized.
     """
 
     signed_int8: bool = False
     plain: bool = False
     dequantize_weights: bool = False
     float_weights: bool = False
+    packed_nbits: bool = False
 
 
 class Replacement(Protocol):

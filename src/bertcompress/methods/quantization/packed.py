@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bertcompress.core.modules import ExportOptions, frozen_embedding, frozen_linear, replacement
+from bertcompress.methods.quantization.nbits_export import NBitsLinear, nbits_block
 from bertcompress.methods.quantization.quantizers import (QuantSpec, dequantize, fake_quantize, pack_bits,
                                                           quantize, unpack_bits)
 
@@ -104,7 +105,11 @@ class PackedLinear(nn.Module):
                    spec_from_dict(entry["input_spec"]))
 
     def export_standin(self, options: ExportOptions) -> nn.Module:
-        """fp32 dequantized weights (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
+        """4-bit symmetric weights as MatMulNBits where asked and possible; otherwise fp32 dequantized weights
+        (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
+        block = nbits_block(self) if options.packed_nbits and not (options.plain or options.float_weights) else None
+        if block is not None:
+            return NBitsLinear(self, block)
         linear = frozen_linear(self.dequantized_weight().float(), None if self.bias is None else self.bias.detach())
         if self.input_spec is None or options.plain:
             return linear
