@@ -50,7 +50,7 @@ class ExportSettings:
     def export_options(self, to: str) -> ExportOptions:
         signed = self.signed_int8 if self.signed_int8 is not None else has_int8_dot_product()
         return ExportOptions(signed_int8=signed, plain=to == "transformers", float_weights=self.int8 == "static",
-                             dequantize_weights=to == "openvino" and self.int8 is None)
+                             dequantize_weights=to == "openvino" and self.int8 is None, qdq=to != "transformers")
 
 
 @dataclass(frozen=True)

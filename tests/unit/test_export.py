@@ -242,3 +242,22 @@ def test_4_bit_export_keeps_the_faster_graph_and_verifies_exactly(tmp_path):
     ops = {node.op_type for node in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.node}
     assert ("MatMulNBits" in ops) == (choice["kept"] == "packed")
     assert not (tmp_path / "out" / "packed-model.onnx").exists()
+
+
+@pytest.mark.parametrize("to", ["onnx", "openvino"])
+def test_static_8_bit_models_export_as_qdq_int8(models, to, tmp_path):
+    """naive_ptq with 8-bit activations: its calibrated ranges become QuantizeLinear/DequantizeLinear pairs."""
+    from bertcompress.methods.quantization.packed import PackedLinear
+    from bertcompress.methods.quantization.qdq_export import QdqLinear
+    from tests.conftest import random_batch, toy_task
+
+    model = bc.load(models["fp32"])
+    ctx = bc.Context(task=toy_task(), tokenizer=tiny_tokenizer())
+    bc.compress(model, bc.NaivePTQ(weight_bits=8, activation_bits=8, calibration_examples=16), ctx)
+    packed = next(m for m in model.modules() if isinstance(m, PackedLinear))
+    x = torch.randn(2, 7, packed.in_features)
+    torch.testing.assert_close(QdqLinear(packed)(x), packed(x), atol=1e-5, rtol=0)
+    source = bc.save(model, tmp_path / "w8a8", tiny_tokenizer())
+    record = export_model(source, to, tmp_path / "out", texts(), SETTINGS)
+    assert record["verified"] and not record["exact"]
+    assert static_quantizer_count(tmp_path / "out", to) >= 8  # q, k, v share their input's quantizer

@@ -87,3 +87,25 @@ def test_dynamic_activation_ranges_simulate_the_int8_kernel():
         kernel = model(**batch).logits
         reference = fp32(**batch).logits
     assert (simulated - kernel).abs().max() < 0.1 * (reference - kernel).abs().max()
+
+
+def test_ema_ranges_are_kept_for_static_int8_deployment():
+    from bertcompress.methods.quantization.packed import PackedLinear
+    from bertcompress.methods.quantization.qat import EmaInputQuantizer
+
+    model = tiny_model()
+    linears, tables, handles = prepare(model, bc.Q8BertQAT(activation_ranges="ema"))
+    model.train()
+    model(**random_batch())  # set EMA activation ranges
+    model.eval()
+    trained = {name: float(m.input_quantizer.max_abs) for name, m in linears.items()
+               if isinstance(m.input_quantizer, EmaInputQuantizer)}
+    with torch.no_grad():
+        before = model(**random_batch(seed=4)).logits
+    convert(model, linears, tables, handles, StepReport("q8bert_qat", {}))
+    for name, max_abs in trained.items():
+        module = model.get_submodule(name)
+        assert isinstance(module, PackedLinear) and module.input_spec.bits == 8
+        assert float(module.input_scale) == pytest.approx(max_abs / 127, rel=1e-6)
+    with torch.no_grad():  # the converted model computes what the trained, fake-quantized one did
+        torch.testing.assert_close(model(**random_batch(seed=4)).logits, before, atol=1e-5, rtol=0)

@@ -41,6 +41,8 @@ class ExportOptions:
     keeps such weights int8 and picks its own int8 kernel, while it folds integer MatMuls to fp32.
     float_weights: int8 Linear weights as fp32 values, for a quantizer that quantizes the graph again.
     packed_nbits: 4-bit weights as ONNX Runtime's weight-only MatMulNBits (stays 4-bit) rather than dequantized.
+    qdq: static 8-bit layers (fixed input ranges) as QuantizeLinear/DequantizeLinear pairs, which runtimes
+    run as int8 kernels, rather than as float arithmetic that simulates them.
     """
 
     signed_int8: bool = False
@@ -48,6 +50,7 @@ class ExportOptions:
     dequantize_weights: bool = False
     float_weights: bool = False
     packed_nbits: bool = False
+    qdq: bool = False
 
 
 class Replacement(Protocol):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from bertcompress.core.modules import ExportOptions, frozen_embedding, frozen_linear, replacement
 from bertcompress.methods.quantization.nbits_export import NBitsLinear, nbits_block
+from bertcompress.methods.quantization.qdq_export import QdqLinear, qdq_possible
 from bertcompress.methods.quantization.quantizers import (QuantSpec, dequantize, fake_quantize, pack_bits,
                                                           quantize, unpack_bits)
 
@@ -107,7 +108,10 @@ class PackedLinear(nn.Module):
     def export_standin(self, options: ExportOptions) -> nn.Module:
         """4-bit symmetric weights as MatMulNBits where asked and possible; otherwise fp32 dequantized weights
         (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
-        block = nbits_block(self) if options.packed_nbits and not (options.plain or options.float_weights) else None
+        kept_compact = not (options.plain or options.float_weights)
+        if options.qdq and kept_compact and qdq_possible(self):
+            return QdqLinear(self)
+        block = nbits_block(self) if options.packed_nbits and kept_compact else None
         if block is not None:
             return NBitsLinear(self, block)
         linear = frozen_linear(self.dequantized_weight().float(), None if self.bias is None else self.bias.detach())
@@ -116,6 +120,8 @@ class PackedLinear(nn.Module):
         return nn.Sequential(FixedRangeQuantizer(self.input_scale, self.input_zero, self.input_spec), linear)
 
     def standin_is_exact(self, options: ExportOptions) -> bool:
+        if options.qdq and qdq_possible(self):
+            return False  # int8 kernels: the same grid, other rounding of the sums and at the -128 edge
         return self.input_spec is None or not options.plain  # a plain Linear drops the input quantizer
 
 

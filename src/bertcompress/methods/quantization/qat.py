@@ -114,15 +114,26 @@ def _bake(module: nn.Module) -> tuple[torch.Tensor, QuantSpec]:
     return (scale.expand(rows) if scale.numel() == 1 else scale).contiguous(), spec
 
 
+def _trained_range(linear: nn.Module) -> tuple[float, float] | None:
+    """The EMA input range a Linear learned in training, if any (Q8BERT's static-range deployment)."""
+    quantizer = getattr(linear, "input_quantizer", None)
+    if isinstance(quantizer, EmaInputQuantizer) and bool(quantizer.seen):
+        return -float(quantizer.max_abs), float(quantizer.max_abs)
+    return None
+
+
 def convert(model: nn.Module, linears: dict, tables: dict, handles: list, report: StepReport) -> None:
     for handle in handles:
         handle.remove()
+    ranges = {name: _trained_range(linear) for name, linear in linears.items()}
     for linear in linears.values():
         if hasattr(linear, "input_quantizer"):
             del linear.input_quantizer  # the int8 kernel quantizes activations itself, per batch
 
-    def int_linear(_, linear):
+    def int_linear(name, linear):
         scale, spec = _bake(linear)
+        if spec.bits == 8 and ranges[name] is not None:  # trained static ranges are kept: static int8
+            return PackedLinear.from_linear(linear, spec, QuantSpec(8, True, "tensor"), ranges[name])
         if spec.bits == 8:
             return DynamicInt8Linear.from_linear(linear, scale=scale)
         return PackedLinear.from_linear(linear, spec)
@@ -146,6 +157,9 @@ def apply_q8bert_qat(model: nn.Module, config: Q8BertQAT, ctx: Context) -> StepR
     convert(model, linears, tables, handles, report)
     kernel = "int8 GEMMs (quantized::linear_dynamic)" if config.bits == 8 else \
         f"{config.bits}-bit packed weights dequantized for compute"
+    if config.bits == 8 and config.activations and config.activation_ranges == "ema":
+        kernel = ("static int8 with the trained EMA input ranges, simulated in fp32 in torch; export it "
+                  "(`bertcompress export --to onnx|openvino`) for int8 kernels with those ranges")
     inputs = f"{config.activation_ranges} activation ranges" if config.activations else "fp32 activations"
     report.notes.append(f"QAT {result.steps} steps at lr {config.learning_rate:g}"
                         f"{' with distillation' if config.distill else ''}, {inputs}; converted to "
