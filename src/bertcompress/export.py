@@ -34,7 +34,10 @@ from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, requi
 
 FORMATS = {"onnx": "onnxruntime", "openvino": "openvino", "transformers": "torch"}
 FP32_TOLERANCE = 1e-4
-MIN_AGREEMENT = 0.995
+# Dynamic int8 rounds activations per batch at run time, and each runtime's kernel rounds differently: on
+# the seed-0 MiniLM teacher torch's and ONNX Runtime's int8 models agree on 99.06% of the 1,276 test texts
+# at the same accuracy (85.11 both), so 99.5% would refuse two equally good int8 models.
+MIN_AGREEMENT = 0.99
 MIN_AGREEMENT_STATIC = 0.98
 INT8_MODES = ("static",)
 
