@@ -2,12 +2,12 @@
 verified against the PyTorch model on real inputs before anything is written.
 
 Verification rule: when every replacement module's stand-in computes exactly what the module does, the
-exported logits must match to FP32_TOLERANCE; otherwise (activations rounded at run time by another
-kernel, or not at all in a plain checkpoint) the predicted classes must agree on MIN_AGREEMENT of the
-inputs. With `int8="static"` the export quantizes the model again (activations with fixed ranges
-calibrated on training text: NNCF for OpenVINO, ONNX Runtime's quantize_static for ONNX), which is a
-compression step of its own, so its predictions must agree on MIN_AGREEMENT_STATIC. The figures are saved
-beside the model in export.json.
+exported logits must match to FP32_TOLERANCE. Otherwise (activations rounded at run time by another
+kernel, or not at all in a plain checkpoint; or `int8="static"`, where the runtime's own quantizer
+quantizes the model again with ranges calibrated on training text: NNCF for OpenVINO, quantize_static for
+ONNX Runtime) the export is a different rounding of the same model: its predictions must agree on
+MIN_AGREEMENT of the inputs and, where the inputs carry labels, its accuracy may not fall more than
+MAX_ACCURACY_DROP points below the PyTorch model's. The figures are saved beside the model in export.json.
 """
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, requi
 
 FORMATS = {"onnx": "onnxruntime", "openvino": "openvino", "transformers": "torch"}
 FP32_TOLERANCE = 1e-4
-# Dynamic int8 rounds activations per batch at run time, and each runtime's kernel rounds differently: on
-# the seed-0 MiniLM teacher torch's and ONNX Runtime's int8 models agree on 99.06% of the 1,276 test texts
-# at the same accuracy (85.11 both), so 99.5% would refuse two equally good int8 models.
-MIN_AGREEMENT = 0.99
-MIN_AGREEMENT_STATIC = 0.98
+# Int8 models round activations at run time, and each runtime rounds differently: on the seed-0 MiniLM
+# teacher (512 test texts) torch's and ONNX Runtime's dynamic int8 agree on 99.2% at the same accuracy,
+# torch's and OpenVINO's (int8 weights, its own activation handling) on 98.0%; int8 itself changes 1.6%
+# of the fp32 teacher's predictions. A stricter rule would refuse equally good models.
+MIN_AGREEMENT = 0.975
+MAX_ACCURACY_DROP = 0.5  # points, where the verification inputs carry labels
 INT8_MODES = ("static",)
 
 
@@ -63,17 +64,24 @@ class Reference:
     data: Encoded
     logits: torch.Tensor
     exact: bool
-    min_agreement: float = MIN_AGREEMENT
 
     def check(self, candidate: nn.Module) -> dict:
         got = logits(candidate, self.data)
         difference = float((got - self.logits).abs().max()) if len(self.data) else 0.0
         agreement = float((got.argmax(-1) == self.logits.argmax(-1)).float().mean()) if len(self.data) else 1.0
-        passed = difference <= FP32_TOLERANCE if self.exact else agreement >= self.min_agreement
-        rule = (f"max |logit difference| <= {FP32_TOLERANCE:g}" if self.exact
-                else f"prediction agreement >= {self.min_agreement:.1%}")
-        return {"examples": len(self.data), "max_abs_logit_diff": difference, "agreement": agreement,
-                "rule": rule, "verified": passed}
+        found = {"examples": len(self.data), "max_abs_logit_diff": difference, "agreement": agreement}
+        if self.exact:
+            return {**found, "rule": f"max |logit difference| <= {FP32_TOLERANCE:g}",
+                    "verified": difference <= FP32_TOLERANCE}
+        passed, rule = agreement >= MIN_AGREEMENT, f"prediction agreement >= {MIN_AGREEMENT:.1%}"
+        labels = torch.tensor(self.data.labels)
+        if len(labels) and bool((labels >= 0).all()):
+            accuracy = float((got.argmax(-1) == labels).float().mean())
+            reference = float((self.logits.argmax(-1) == labels).float().mean())
+            found |= {"accuracy": accuracy, "reference_accuracy": reference}
+            passed = passed and 100 * (reference - accuracy) <= MAX_ACCURACY_DROP
+            rule += f" and accuracy at most {MAX_ACCURACY_DROP:g} points below PyTorch's"
+        return {**found, "rule": rule, "verified": passed}
 
 
 def check_export_request(to: str, out: Path, overwrite: bool, int8: str | None = None) -> None:
@@ -120,8 +128,7 @@ def export_model(source: str | Path, to: str, out: Path, examples: list[Example]
         _check_plain(model)
     options, static = settings.export_options(to), settings.int8 == "static"
     data = encode(examples, tokenizer, settings.max_length)
-    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static,
-                          MIN_AGREEMENT_STATIC if static else MIN_AGREEMENT)
+    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static)
     job = Job(model, settings, options, reference,
               encode(calibration or examples, tokenizer, settings.max_length) if static else None)
     record: dict = {}

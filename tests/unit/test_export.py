@@ -85,7 +85,7 @@ def int8_weight_count(directory, to: str) -> int:
 def test_static_int8_quantizes_activations_with_calibrated_ranges(models, to, tmp_path):
     settings = ExportSettings(max_length=24, int8="static")
     record = export_model(models["fp32"], to, tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
-    assert record["verified"] and record["agreement"] >= 0.98 and record["quantizer"]
+    assert record["verified"] and record["agreement"] >= export_module.MIN_AGREEMENT and record["quantizer"]
     assert static_quantizer_count(tmp_path / "out", to) >= 12  # an input quantizer per Linear at least
 
 
@@ -261,3 +261,30 @@ def test_static_8_bit_models_export_as_qdq_int8(models, to, tmp_path):
     record = export_model(source, to, tmp_path / "out", texts(), SETTINGS)
     assert record["verified"] and not record["exact"]
     assert static_quantizer_count(tmp_path / "out", to) >= 8  # q, k, v share their input's quantizer
+
+
+def test_an_approximate_export_that_loses_accuracy_on_labelled_inputs_is_refused():
+    """98% agreement passes alone, but not when the 2% it changed were right: 2 points of accuracy lost."""
+    from bertcompress.data.batching import Encoded
+    from bertcompress.export import Reference
+
+    labels = [i % 2 for i in range(100)]
+    reference_logits = torch.nn.functional.one_hot(torch.tensor(labels), 2).float()
+    flipped = reference_logits.clone()
+    flipped[:2] = flipped[:2].flip(-1)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(0))
+
+        def forward(self, input_ids, **_):
+            from transformers.modeling_outputs import SequenceClassifierOutput
+            return SequenceClassifierOutput(logits=flipped[input_ids[:, 0] - 5])
+
+    data = Encoded([[5 + i] for i in range(100)], None, labels, 0)
+    labelled = Reference(data, reference_logits, exact=False).check(Fixed())
+    assert labelled["agreement"] == pytest.approx(0.98) and labelled["accuracy"] == pytest.approx(0.98)
+    assert labelled["reference_accuracy"] == 1.0 and not labelled["verified"]
+    unlabelled = Reference(Encoded(data.ids, None, [-1] * 100, 0), reference_logits, exact=False).check(Fixed())
+    assert unlabelled["verified"] and "accuracy" not in unlabelled
