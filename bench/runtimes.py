@@ -78,8 +78,8 @@ TABLE = Table(
             start=OURS_INT8),
         Row("ours: dynamic int8 -> OpenVINO", peer=exported("ours: dynamic int8 -> OpenVINO", "openvino"),
             start=OURS_INT8),
-        Row("ours: teacher -> ONNX Runtime static int8",
-            peer=exported("ours: teacher -> ONNX Runtime static int8", "onnx", "static")),
+        # (ONNX Runtime's quantize_static is left out: on this teacher its export fails verification, 95.5%
+        # agreement and -0.6 points on 512 test texts; see runtimes/static_int8.py)
         Row(STUDENT, tuple(resolve_recipe("distill-3-layers").steps)),
         Row("ours: 3-layer student + dynamic int8 (torch)", (bc.DynamicInt8(embeddings=True),), start=STUDENT),
         Row("ours: 3-layer student -> OpenVINO static int8",

@@ -37,11 +37,17 @@ def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> Path:
 
 
 def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
-    """quantize_static in QDQ format: int8 weights per channel, uint8 activations with calibrated ranges."""
+    """quantize_static in QDQ format: int8 weights per channel, uint8 activations with calibrated (min/max)
+    ranges, on the MatMuls with weights only: quantizing the attention products too cost more accuracy.
+    On the seed-0 MiniLM teacher it still changes 4.5% of predictions (-0.6 points on 512 test texts), so its
+    export is refused by verification there; NNCF's (SmoothQuant, bias correction) is the one that holds."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = [i.name for i in graph.input]
+    weights = {i.name for i in graph.initializer}
+    with_weights = [n.name for n in graph.node if n.op_type == "MatMul" and any(i in weights for i in n.input)]
 
     class Calibration(CalibrationDataReader):
         def __init__(self):
@@ -56,7 +62,8 @@ def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
     try:
         with atomic_file(Path(out_path)) as tmp:
             quantize_static(str(onnx_path), tmp, Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_quantize=with_weights)
     finally:
         root.setLevel(level)
     return Path(out_path)
