@@ -208,6 +208,10 @@ def optimize(
     peers: bool = typer.Option(True, "--peers/--no-peers", help="measure OpenVINO + NNCF int8 of the teacher too"),
     quick: bool = typer.Option(False, "--quick", help="a small space (full or half depth, light pruning, 1 epoch "
                                "of distillation): a first answer in minutes"),
+    unlabelled: bool = typer.Option(False, "--unlabelled", help="distillation steps also learn from the task's "
+                                    "unlabelled text, labelled by the teacher (Rotten Tomatoes: its 'plot' rows)"),
+    unlabelled_file: Optional[Path] = typer.Option(None, "--unlabelled-file", help="your unlabelled text for "
+                                                   "distillation (.csv/.tsv/.jsonl, --text-column)"),
 ) -> None:
     """Search compositions of methods for the fastest (or smallest) model within --max-drop points."""
     from bertcompress.search.optimize import OptimizeOptions
@@ -219,10 +223,14 @@ def optimize(
                               time_budget=budget, trials=trials, workers=workers, storage=storage, output=output,
                               name=check_name(name) if name else None, overwrite=overwrite,
                               train=TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed), repeats=repeats,
-                              peers=peers,
-                              quick=quick)
+                              peers=peers, quick=quick, unlabelled=unlabelled or unlabelled_file is not None)
     options.check()
     spec = data.task_spec(seed, max_train, max_eval)
+    if unlabelled_file is not None:
+        from bertcompress.data.tasks import Columns, read_texts
+
+        columns = Columns(text=data.text_column, text_pair=data.text_pair_column)
+        spec.unlabelled = read_texts(unlabelled_file, columns)
     run_search(spec, options, console)
 
 

@@ -26,6 +26,9 @@ def test_rotten_tomatoes_split():
     assert len(set(texts)) == len(texts)
     labels = [e.label for e in task.split("train")]
     assert 0.5 < sum(labels) / len(labels) < 0.65  # fresh is the majority, as in the corpus
+    # the corpus's 'plot' rows: unlabelled in-domain text for distillation, apart from every split
+    assert len(task.unlabelled) > 1000 and {e.label for e in task.unlabelled} == {-1}
+    assert not {e.text for e in task.unlabelled} & set(texts)
 
 
 def test_vitaminc_pairs():

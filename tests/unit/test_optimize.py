@@ -127,6 +127,7 @@ def test_two_workers_share_one_study(search):
     ({"objective": "speed"}, "--objective 'speed' is not offered"),
     ({"trials": None, "time_budget": None}, "give --trials, --time-budget or both"),
     ({"storage": "postgresql://nobody@127.0.0.1:1/none"}, "--storage 'postgresql://"),
+    ({"unlabelled": True}, "has no unlabelled text"),
 ])
 def test_bad_options_are_refused_before_any_training(search, change, message):
     task, options = search

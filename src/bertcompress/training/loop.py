@@ -97,9 +97,13 @@ def global_batch(lengths: list[int], step: int, config: TrainConfig) -> list[int
     return _epoch_batches(lengths, epoch, config)[offset]
 
 
+UNLABELLED = -1
+
+
 def _label_losses(outputs, batch, config: TrainConfig, distilling: bool) -> torch.Tensor:
-    """Per-example cross-entropy, weighted by hard_weight when a teacher shares the loss."""
-    hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none")
+    """Per-example cross-entropy, weighted by hard_weight when a teacher shares the loss; 0 for unlabelled
+    examples (label -1), which only the teacher's losses teach."""
+    hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none", ignore_index=UNLABELLED)
     return config.hard_weight * hard if distilling else hard
 
 
