@@ -267,7 +267,7 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
 
     def fill(directory: Path) -> None:
         for name, path in saved.items():
-            shutil.copytree(path, directory / "models" / slug(name))
+            shutil.copytree(path, directory / "models" / slug(name, "-_+."))  # frontier names are path-safe
         (directory / "frontier.json").write_text(json.dumps(rows, indent=2))
         (directory / "trials.json").write_text(json.dumps({"summary": summary, "trials": results}, indent=2))
         plotted = [{"variant": r["name"], "test_accuracy": r["test_accuracy_mean"], "is_teacher": r["kind"] == "teacher",
