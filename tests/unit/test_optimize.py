@@ -45,10 +45,12 @@ def test_a_space_that_allows_nothing_is_refused():
     assert SearchSpace.for_objective("latency", 6).layers == (6, 5, 4, 3)
 
 
-def test_corners_are_the_full_depth_and_the_shallowest_student():
-    space = SearchSpace(layers=(2, 1), head_fractions=(0.5, 0.0))
-    deep, shallow = corners(space, depth=2)
-    assert (deep["layers"], shallow["layers"]) == (2, 1) and deep["head_fractions"] == 0.0
+def test_corners_are_the_full_depth_with_each_quantization_and_the_shallowest_student():
+    space = SearchSpace(layers=(2, 1), head_fractions=(0.5, 0.0), quantization=("int8", "4bit"))
+    *deep, shallow = corners(space, depth=2)
+    assert [d["quantization"] for d in deep] == ["int8", "4bit"] and {d["layers"] for d in deep} == {2}
+    assert shallow["layers"] == 1 and shallow["quantization"] == "int8"
+    assert all(c["head_fractions"] == 0.0 for c in corners(space, depth=2))
 
 
 def synthetic_results(count: int, seed: int) -> list[dict]:

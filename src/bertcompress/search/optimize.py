@@ -128,14 +128,14 @@ def _depth(model) -> int:
 
 
 def corners(space: SearchSpace, depth: int) -> list[dict]:
-    """Trials every search starts with: the teacher's depth unpruned and the shallowest student unpruned,
-    each with the space's first quantization (the two ends a user would try by hand)."""
+    """Trials every search starts with, the ends a user would try by hand: the teacher's depth unpruned with
+    each quantization (no training: cheap), then the shallowest student unpruned with the first."""
     choices = space.choices(depth)
     first = {name: values[0] for name, values in choices.items()}
     shallow = {**first, "layers": min(choices["layers"]), "head_fractions": min(choices["head_fractions"]),
                "ffn_fractions": min(choices["ffn_fractions"])}
-    deep = {**shallow, "layers": max(choices["layers"])}
-    return [deep] if deep == shallow else [deep, shallow]
+    deep = [{**shallow, "layers": max(choices["layers"]), "quantization": q} for q in choices["quantization"]]
+    return deep + ([shallow] if shallow not in deep else [])
 
 
 def unlabelled_key(task: Task) -> str:
