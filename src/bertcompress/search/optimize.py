@@ -92,7 +92,7 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
     tokenizer = load_tokenizer(options.model)
     base = load(options.model, num_labels=task.num_labels)
-    depth = _depth(base)
+    depth = model_depth(base)
     space = default_space(options, depth)
     space.check(base)
     key = options.key(task, space)
@@ -121,7 +121,7 @@ def default_space(options: OptimizeOptions, depth: int) -> SearchSpace:
     return (SearchSpace.quick if options.quick else SearchSpace.for_objective)(options.objective, depth)
 
 
-def _depth(model) -> int:
+def model_depth(model) -> int:
     from bertcompress.arch.spec import get_spec
 
     return len(get_spec(model).layer_list(model))
@@ -228,8 +228,8 @@ def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None
     torch.set_num_threads(threads)
     tokenizer = load_tokenizer(options.model)
     teacher = get_teacher(options.model, task, tokenizer, options.train)
-    space = default_space(options, _depth(teacher.model))
-    trials = trial_context(task, options, space, teacher, tokenizer, _depth(teacher.model))
+    space = default_space(options, model_depth(teacher.model))
+    trials = trial_context(task, options, space, teacher, tokenizer, model_depth(teacher.model))
     study = open_study(open_storage(options.storage, key), key, options.train.seed + 1)
     callbacks = [MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))] \
         if options.trials is not None else []
