@@ -288,3 +288,11 @@ def test_an_approximate_export_that_loses_accuracy_on_labelled_inputs_is_refused
     assert labelled["reference_accuracy"] == 1.0 and not labelled["verified"]
     unlabelled = Reference(Encoded(data.ids, None, [-1] * 100, 0), reference_logits, exact=False).check(Fixed())
     assert unlabelled["verified"] and "accuracy" not in unlabelled
+
+
+def test_a_caller_that_judges_accuracy_itself_can_keep_an_unverified_export(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "FP32_TOLERANCE", -1.0)
+    settings = ExportSettings(max_length=24, enforce=False)
+    record = export_model(models["fp32"], "onnx", tmp_path / "out", texts(), settings)
+    assert not record["verified"]
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["verified"] is False

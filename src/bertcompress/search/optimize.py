@@ -244,12 +244,13 @@ def _progress(console: Console, teacher_val: float, options: OptimizeOptions):
     def report(study, trial) -> None:
         results = [t.user_attrs["result"] for t in study.trials if "result" in t.user_attrs]
         best = fr.chosen(results, key, teacher_val, options.max_drop)
-        result = trial.user_attrs.get("result", {})
         left = "" if options.time_budget is None else \
             f", {max(options.time_budget - (time.perf_counter() - started), 0) / 60:.0f} min left"
         best_text = f"{best['name']} ({best[key]:.2f}x)" if best else "none within the budget yet"
-        console.print(f"trial {len(results)}: {result.get('name', '?')} val {100 * result.get('val_accuracy', 0):.2f}"
-                      f" {key} {result.get(key, 0):.2f}x; best within {options.max_drop:g} points: {best_text}{left}")
+        result = trial.user_attrs.get("result")
+        found = (f"{result['name']} val {100 * result['val_accuracy']:.2f} {key} {result[key]:.2f}x" if result
+                 else f"not a candidate ({trial.user_attrs.get('error', trial.state.name.lower())})")
+        console.print(f"trial {trial.number + 1}: {found}; best within {options.max_drop:g} points: {best_text}{left}")
     return report
 
 
