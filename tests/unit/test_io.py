@@ -52,3 +52,41 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomically(tmp_path / "out", fill)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_file_and_config_follow_what_plain_transformers_can_hold(tokenizer, tmp_path):
+    from bertcompress.io import COMPRESSED_WEIGHTS, MANIFEST, WEIGHTS
+    from bertcompress.surgery.ffn import prune_ffn_neurons
+
+    plain = tiny_model()
+    plain._bertcompress_history = [{"method": "ffn_pruning"}]
+    prune_ffn_neurons(plain, {0: list(range(8)), 1: list(range(8))})  # uniform: 48 -> 40 neurons in both layers
+    saved = bc.save(plain, tmp_path / "plain", tokenizer)
+    assert (saved / WEIGHTS).exists() and not (saved / COMPRESSED_WEIGHTS).exists()
+    assert not (saved / "README.md").exists()
+    assert json.loads((saved / "config.json").read_text())["intermediate_size"] == 40
+    manifest = json.loads((saved / MANIFEST).read_text())
+    assert manifest["architecture"] == "BertForSequenceClassification"
+    assert manifest["history"] == [{"method": "ffn_pruning"}] and manifest["attributes"]
+    assert bc.load(saved)._bertcompress_history == [{"method": "ffn_pruning"}]
+
+    int8 = tiny_model()
+    bc.compress(int8, bc.DynamicInt8())
+    saved = bc.save(int8, tmp_path / "int8", tokenizer)
+    assert (saved / COMPRESSED_WEIGHTS).exists() and not (saved / WEIGHTS).exists()
+    assert "is a bertcompress Int8" in (saved / "README.md").read_text()
+    entries = json.loads((saved / MANIFEST).read_text())["modules"]
+    assert entries["bert.encoder.layer.0.attention.self.query"]["class"] == "DynamicInt8Linear"
+
+
+def test_directory_bytes_can_leave_out_the_tokenizer_and_notes(tokenizer, tmp_path):
+    from bertcompress.io import directory_bytes_of
+
+    model = tiny_model()
+    bc.compress(model, bc.DynamicInt8())
+    saved = bc.save(model, tmp_path / "m", tokenizer)
+    files = {f.name: f.stat().st_size for f in saved.iterdir() if f.is_file()}
+    assert directory_bytes_of(saved) == sum(files.values())
+    kept = {"bertcompress.safetensors", "manifest.json", "config.json"}
+    assert directory_bytes_of(saved, exclude_tokenizer=True) == sum(v for k, v in files.items() if k in kept)
+    assert directory_bytes_of(saved, exclude_tokenizer=True) < directory_bytes_of(saved)
