@@ -33,7 +33,7 @@ PACKAGE = "src/bertcompress"
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "core": ([f"{PACKAGE}/core/*"], ["test_config_registry.py", "test_method_contract.py", "test_targets.py"]),
     "surgery": ([f"{PACKAGE}/surgery/*"], ["test_surgery.py"]),
-    "io": ([f"{PACKAGE}/io.py"], ["test_io.py"]),
+    "io": ([f"{PACKAGE}/io.py"], ["test_io.py", "test_reliability.py"]),
     "quantizers": ([f"{PACKAGE}/methods/quantization/quantizers.py"], ["test_quantizers.py", "test_properties.py"]),
     "masks": ([f"{PACKAGE}/methods/pruning/masks.py"], ["test_magnitude.py"]),
     "latency": ([f"{PACKAGE}/evaluation/latency.py"], ["test_latency.py"]),
