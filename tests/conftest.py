@@ -14,21 +14,34 @@ TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_he
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, layers: int = 2) -> torch.nn.Module:
-    torch.manual_seed(seed)
+def tiny_config(family: str = "bert", num_labels: int = 2, layers: int = 2):
     tiny = {**TINY, "num_hidden_layers": layers}
     if family == "bert":
-        return BertForSequenceClassification(BertConfig(num_labels=num_labels, **tiny)).eval()
+        return BertConfig(num_labels=num_labels, **tiny)
     if family == "roberta":
-        config = RobertaConfig(num_labels=num_labels, pad_token_id=1, **{**tiny, "max_position_embeddings": 70})
-        return RobertaForSequenceClassification(config).eval()
+        return RobertaConfig(num_labels=num_labels, pad_token_id=1, **{**tiny, "max_position_embeddings": 70})
     if family == "electra":
-        return ElectraForSequenceClassification(ElectraConfig(num_labels=num_labels, embedding_size=32, **tiny)).eval()
+        return ElectraConfig(num_labels=num_labels, embedding_size=32, **tiny)
     if family == "distilbert":
-        config = DistilBertConfig(vocab_size=64, dim=32, n_layers=layers, n_heads=4, hidden_dim=48, dropout=0.0,
-                                  attention_dropout=0.0, max_position_embeddings=64, num_labels=num_labels)
-        return DistilBertForSequenceClassification(config).eval()
+        return DistilBertConfig(vocab_size=64, dim=32, n_layers=layers, n_heads=4, hidden_dim=48, dropout=0.0,
+                                attention_dropout=0.0, max_position_embeddings=64, num_labels=num_labels)
     raise ValueError(family)
+
+
+CLASSIFIERS = {"bert": BertForSequenceClassification, "roberta": RobertaForSequenceClassification,
+               "electra": ElectraForSequenceClassification, "distilbert": DistilBertForSequenceClassification}
+
+
+def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, layers: int = 2,
+               task_type: str = "classification") -> torch.nn.Module:
+    """A tiny random model of the family with the head of `task_type` (a bare encoder for embeddings)."""
+    from bertcompress.core.task_types import auto_class
+
+    torch.manual_seed(seed)
+    config = tiny_config(family, num_labels, layers)
+    if task_type == "classification":
+        return CLASSIFIERS[family](config).eval()
+    return auto_class(task_type).from_config(config).eval()
 
 
 FAMILIES = ("bert", "roberta", "electra", "distilbert")
@@ -71,12 +84,13 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
-def toy_task():
+def toy_task(task_type: str = "classification"):
     from bertcompress.data.tasks import Example, Task
 
     words = "good fine superb bad dull awful movie film".split()
     examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
-    return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]})
+    return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]},
+                type=task_type)
 
 
 def interrupt_at(step: int):

@@ -7,7 +7,8 @@ kernel, or not at all in a plain checkpoint; or `int8="static"`, where the runti
 quantizes the model again with ranges calibrated on training text: NNCF for OpenVINO, quantize_static for
 ONNX Runtime) the export is a different rounding of the same model: its predictions must agree on
 MIN_AGREEMENT of the inputs and, where the inputs carry labels, its accuracy may not fall more than
-MAX_ACCURACY_DROP points below the PyTorch model's. The figures are saved beside the model in export.json.
+MAX_ACCURACY_DROP points below the PyTorch model's; an embedder's vectors must keep a mean cosine of
+MIN_COSINE to PyTorch's. The figures are saved beside the model in export.json.
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ import torch.nn as nn
 from bertcompress import io
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import ExportOptions, standin_view, standins, standins_are_exact
+from bertcompress.core.task_types import EMBEDDING, auto_class, task_type_of
 from bertcompress.data.batching import Encoded, encode
 from bertcompress.data.tasks import Example
+from bertcompress.evaluation.embedding import mean_cosine
 from bertcompress.evaluation.metrics import logits
 from bertcompress.files import check_output_path, write_atomically
 from bertcompress.hardware import cpu_features, cpu_name, has_int8_dot_product
@@ -40,6 +43,7 @@ FP32_TOLERANCE = 1e-4
 # of the fp32 teacher's predictions. A stricter rule would refuse equally good models.
 MIN_AGREEMENT = 0.975
 MAX_ACCURACY_DROP = 0.5  # points, where the verification inputs carry labels
+MIN_COSINE = 0.99  # embedders: int8 rounding on the packaged MiniLM keeps ~0.99+ (bench/embeddings.py)
 INT8_MODES = ("static",)
 
 
@@ -65,8 +69,9 @@ class Reference:
     """The PyTorch model's logits on the verification inputs, and the rule its export must meet."""
 
     data: Encoded
-    logits: torch.Tensor
+    logits: torch.Tensor  # sentence vectors for embedders
     exact: bool
+    embedding: bool = False
 
     def check(self, candidate: nn.Module) -> dict:
         got = logits(candidate, self.data)
@@ -76,6 +81,10 @@ class Reference:
         if self.exact:
             return {**found, "rule": f"max |logit difference| <= {FP32_TOLERANCE:g}",
                     "verified": difference <= FP32_TOLERANCE}
+        if self.embedding:
+            cosine = mean_cosine(got, self.logits) if len(self.data) else 1.0
+            return {**found, "mean_cosine": cosine, "rule": f"mean cosine to PyTorch's vectors >= {MIN_COSINE}",
+                    "verified": cosine >= MIN_COSINE}
         passed, rule = agreement >= MIN_AGREEMENT, f"prediction agreement >= {MIN_AGREEMENT:.1%}"
         labels = torch.tensor(self.data.labels)
         if len(labels) and bool((labels >= 0).all()):
@@ -131,7 +140,8 @@ def export_model(source: str | Path, to: str, out: Path, examples: list[Example]
         _check_plain(model)
     options, static = settings.export_options(to), settings.int8 == "static"
     data = encode(examples, tokenizer, settings.max_length)
-    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static)
+    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static,
+                          task_type_of(model) == EMBEDDING)
     job = Job(model, settings, options, reference,
               encode(calibration or examples, tokenizer, settings.max_length) if static else None)
     record: dict = {}
@@ -177,14 +187,13 @@ def _model_bytes(directory: Path) -> int:
 
 
 def _to_transformers(job: Job, directory: Path) -> dict:
-    from transformers import AutoModelForSequenceClassification
-
+    model_class = auto_class(task_type_of(job.model))
     with standin_view(job.model, job.options) as view:
-        plain = AutoModelForSequenceClassification.from_config(plain_config(view))
+        plain = model_class.from_config(plain_config(view))
         plain.load_state_dict(plain_state_dict(view), strict=True)
         widths = ffn_widths(view)
     plain.save_pretrained(directory)
-    reloaded = AutoModelForSequenceClassification.from_pretrained(directory)  # what a user will run
+    reloaded = model_class.from_pretrained(directory)  # what a user will run
     padded = {"ffn_padded_from": widths} if len(set(widths)) > 1 else {}
     return {**job.reference.check(reloaded), **padded}
 

@@ -8,11 +8,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors.torch import load_model, save_model
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from bertcompress.arch.spec import get_spec, spec_for_type
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
+from bertcompress.core.task_types import (CLASSIFICATION, EMBEDDING, auto_class, check_task_type, checkpoint_type,
+                                          task_type_of, type_of_class_name)
 from bertcompress.files import write_atomically
 from bertcompress.model_dir import (COMPRESSED_WEIGHTS, HEAD_ATTRIBUTES, WEIGHTS, apply_manifest, check_against_weights,
                                     check_head_counts, check_model_dir, check_runs, check_tokenizer, meta_model,
@@ -85,8 +87,31 @@ def save(model: nn.Module, path: str | Path, tokenizer=None, extra: dict | None 
             (directory / "README.md").write_text(NOT_PLAIN_README.format(problem=problem))
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
+        if task_type_of(model) == EMBEDDING:
+            write_sentence_transformers_layout(directory, getattr(model.config, get_spec(model).hidden_key))
 
     return write_atomically(Path(path), fill, overwrite=overwrite, kind="model")
+
+
+SENTENCE_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def write_sentence_transformers_layout(directory: Path, hidden_size: int, max_seq_length: int = 256) -> None:
+    """The files `SentenceTransformer(directory)` reads beside the model: encoder, mean pooling, L2
+    normalisation, which is what core.task_types.mean_pool computes."""
+    (directory / "modules.json").write_text(json.dumps(SENTENCE_MODULES, indent=2))
+    (directory / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": hidden_size, "pooling_mode_cls_token": False,
+         "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+         "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
+    (directory / "2_Normalize").mkdir(exist_ok=True)
 
 
 def check_source(source: str | Path) -> None:
@@ -124,26 +149,45 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 
 def _check_head(config, num_labels: int | None, path: Path) -> None:
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    has_head = checkpoint_type(config.architectures) == CLASSIFICATION
     if num_labels is not None and has_head and config.num_labels != num_labels:
         raise BertCompressError(
             f"{path}: the model's classification head has {config.num_labels} labels but the task has {num_labels}"
         )
 
 
-def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int = 0) -> nn.Module:
-    """A sequence-classification model from a packaged name, a saved bertcompress dir or a HF dir/hub id."""
+def _task_type(path: Path, config, requested: str | None) -> str:
+    """The type the checkpoint holds (a compressed model keeps its head; a bare encoder takes any), checked
+    against the one asked for."""
+    manifest = path / MANIFEST
+    held = type_of_class_name(json.loads(manifest.read_text()).get("architecture", "")) if manifest.exists() \
+        else checkpoint_type(config.architectures)
+    if requested is None:
+        return held or CLASSIFICATION
+    check_task_type(requested)
+    if held is not None and held != requested:
+        raise BertCompressError(f"{path}: holds a {held} model ({(config.architectures or ['?'])[0]}), "
+                                f"not a {requested} model; use a {requested} checkpoint or the base encoder")
+    return requested
+
+
+def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int = 0,
+         task_type: str | None = None) -> nn.Module:
+    """A model from a packaged name, a saved bertcompress dir or a HF dir/hub id, with the head of its task
+    type: the checkpoint's own, else `task_type` (default classification; a fresh head is seeded)."""
     path = resolve(source)
     check_model_dir(path, need_tokenizer=False)
     config = _config(path)
-    _check_head(config, num_labels, path)
+    task_type = _task_type(path, config, task_type)
+    if task_type == CLASSIFICATION:
+        _check_head(config, num_labels, path)
     if (path / MANIFEST).exists():
-        model = _load_compressed(path, config)
+        model = _load_compressed(path, config, task_type)
     else:
-        torch.manual_seed(seed)  # a fresh classification head is initialised from the seed
-        extra = {"num_labels": num_labels} if num_labels else {}
+        torch.manual_seed(seed)  # a fresh task head is initialised from the seed
+        extra = {"num_labels": num_labels} if num_labels and task_type != EMBEDDING else {}
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+            model = auto_class(task_type).from_pretrained(path, **extra)
         except (OSError, ValueError, RuntimeError) as error:
             raise BertCompressError(f"{path}: cannot load the model ({_first_line(error)})") from None
     model._bertcompress_source = str(path)  # where its tokenizer lives
@@ -166,13 +210,13 @@ def _config(path: Path):
     return config
 
 
-def _load_compressed(path: Path, config) -> nn.Module:
+def _load_compressed(path: Path, config, task_type: str) -> nn.Module:
     manifest = read_manifest(path / MANIFEST)
     if manifest.format != FORMAT_VERSION:
         raise BertCompressError(f"{path / MANIFEST}: unsupported format {manifest.format!r}")
 
     def build() -> nn.Module:
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class(task_type).from_config(config)
         apply_manifest(model, manifest, rebuild, path / MANIFEST)
         return model
 

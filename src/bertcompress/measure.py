@@ -13,6 +13,7 @@ import torch.nn as nn
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.batching import encode
 from bertcompress.data.tasks import Task
+from bertcompress.evaluation.embedding import NEIGHBOURS
 from bertcompress.evaluation.latency import benchmark_many, peak_memory
 from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
@@ -21,6 +22,7 @@ from bertcompress.io import directory_bytes_of
 from bertcompress.model_dir import weights_path
 
 MB = 1e6
+EMBEDDING_KEYS = ("mean_cosine", f"neighbour_recall_at_{NEIGHBOURS}")
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,19 @@ class MeasureOptions:
 
 
 def accuracy_rows(models: dict[str, nn.Module], task: Task, tokenizer, max_length: int) -> list[dict]:
-    """Validation/test accuracy, test macro-F1 and agreement with the first model's test predictions."""
+    """Validation/test accuracy, test macro-F1 and agreement with the first model's test predictions; for
+    embedders kNN accuracy, and mean cosine and neighbour recall against the first model's vectors."""
     valid = encode(task.split("validation"), tokenizer, max_length)
     test = encode(task.split("test"), tokenizer, max_length)
     rows, reference = [], None
     for name, model in models.items():
         validation, _ = score(model, valid, task.num_labels)
         tested, predictions = score(model, test, task.num_labels, reference)
-        reference = reference or predictions
+        reference = predictions if reference is None else reference
         rows.append({
             "variant": name, "validation_accuracy": validation["accuracy"], "test_accuracy": tested["accuracy"],
-            "test_macro_f1": tested["macro_f1"], "agreement": tested.get("agreement"), **_stored_sizes(model),
+            "test_macro_f1": tested.get("macro_f1"), "agreement": tested.get("agreement"),
+            **{key: tested[key] for key in EMBEDDING_KEYS if key in tested}, **_stored_sizes(model),
         })
     return rows
 

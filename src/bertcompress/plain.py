@@ -12,10 +12,10 @@ import copy
 
 import torch
 import torch.nn as nn
-from transformers import AutoModelForSequenceClassification
 
 from bertcompress.arch.spec import get_spec, head_count_of
 from bertcompress.core.modules import is_replacement
+from bertcompress.core.task_types import auto_class, task_type_of
 
 
 ZERO_AT_ZERO = {"gelu", "gelu_new", "gelu_fast", "gelu_python", "gelu_pytorch_tanh", "quick_gelu", "relu",
@@ -61,7 +61,7 @@ def _pad(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
 
 
 def plain_problem(model: nn.Module, pad_ffn: bool = False) -> str | None:
-    """Why the stock `AutoModelForSequenceClassification` could not hold this model exactly (its own
+    """Why the stock Transformers class of its task type (`AutoModelForSequenceClassification`, ...) could not hold this model exactly (its own
     tensors, or with `pad_ffn` the zero-padded ones of plain_state_dict), or None."""
     replaced = next(((n, m) for n, m in model.named_modules() if is_replacement(m)), None)
     if replaced is not None:
@@ -81,7 +81,7 @@ def plain_problem(model: nn.Module, pad_ffn: bool = False) -> str | None:
         return (f"its layers keep {', '.join(map(str, heads))} attention heads; a plain {spec.family} model has "
                 f"{expected} in every layer (its head width is hidden size / heads)")
     with torch.device("meta"):
-        reference = AutoModelForSequenceClassification.from_config(config)
+        reference = auto_class(task_type_of(model)).from_config(config)
     state = plain_state_dict(model) if pad_ffn else model.state_dict()
     return _first_difference(reference.state_dict(), state, type(reference).__name__)
 

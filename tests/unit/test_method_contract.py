@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
 
 import bertcompress as bc
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import config_from_dict
+from bertcompress.core.task_types import auto_class, prediction
 from bertcompress.export import ExportSettings, export_model
 from bertcompress.model_dir import COMPRESSED_WEIGHTS, WEIGHTS
 from bertcompress.evaluation.size import size_on_disk, stored_bytes
@@ -45,17 +45,24 @@ class Outcome:
     """One method applied to one tiny model, with what the property tests compare against."""
 
     def __init__(self, method: str, family: str, tokenizer, directory: Path):
-        self.model, self.batch, self.directory = tiny_model(family), random_batch(), directory
+        family, _, task_type = family.partition(":")
+        self.task_type = task_type or "classification"
+        self.model, self.batch, self.directory = tiny_model(family, task_type=self.task_type), random_batch(), directory
         self.tokenizer, self.method = tokenizer, method
-        ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
+        self.plain_class = auto_class(self.task_type)
+        ctx = bc.Context(task=toy_task(self.task_type), tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
                          train=bc.TrainConfig(batch_size=8, max_length=16))
         self.bytes_before, self.disk_before = stored_bytes(self.model), size_on_disk(self.model)["weights"]
         self.report = bc.compress(self.model, CONTRACT[method], ctx)
 
     @cached_property
     def logits(self) -> torch.Tensor:
+        return self.predict(self.model)
+
+    def predict(self, model) -> torch.Tensor:
+        """The model's prediction tensor (logits; sentence vectors for embedders) on the batch."""
         with torch.no_grad():
-            return self.model(**self.batch).logits
+            return prediction(self.task_type, model(**self.batch), self.batch["attention_mask"])
 
     @cached_property
     def saved(self) -> Path:
@@ -74,9 +81,13 @@ def outcome(method, family, outcomes, tokenizer, tmp_path_factory) -> Outcome:
     return outcomes[method, family]
 
 
+# every family as a classifier, and the other task types on BERT ("family:task_type")
+SUBJECTS = (*FAMILIES, "bert:embedding")
+
+
 def each_method_and_family(test):
-    """Run a property test for every method on every family (ids read `method-family`)."""
-    return pytest.mark.parametrize("family", FAMILIES)(pytest.mark.parametrize("method", METHODS)(test))
+    """Run a property test for every method on every subject (ids read `method-family[:task type]`)."""
+    return pytest.mark.parametrize("family", SUBJECTS)(pytest.mark.parametrize("method", METHODS)(test))
 
 
 def test_every_registered_method_is_in_the_contract_table():
@@ -122,19 +133,17 @@ def test_plain_transformers_loads_it_exactly_or_refuses(outcome):
     """Under the standard weights name only what the stock class holds exactly; anything else is refused
     (no file it reads) instead of loading with random layers."""
     if (outcome.saved / WEIGHTS).exists():
-        plain = AutoModelForSequenceClassification.from_pretrained(outcome.saved).eval()
-        with torch.no_grad():
-            torch.testing.assert_close(plain(**outcome.batch).logits, outcome.logits)
+        plain = outcome.plain_class.from_pretrained(outcome.saved).eval()
+        torch.testing.assert_close(outcome.predict(plain), outcome.logits)
     else:
         with pytest.raises(OSError, match="model.safetensors"):
-            AutoModelForSequenceClassification.from_pretrained(outcome.saved)
+            outcome.plain_class.from_pretrained(outcome.saved)
 
 
 @each_method_and_family
 def test_reloads_identically(outcome, method):
     reloaded = bc.load(outcome.saved)
-    with torch.no_grad():
-        assert torch.equal(reloaded(**outcome.batch).logits, outcome.logits)
+    assert torch.equal(outcome.predict(reloaded), outcome.logits)
     assert reloaded._bertcompress_history[-1]["method"] == method
 
 
@@ -145,7 +154,7 @@ EXPORT = ExportSettings(max_length=16)
 
 @each_method_and_family
 def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(outcome, method, tmp_path):
-    examples = toy_task().split("test")
+    examples = toy_task(outcome.task_type).split("test")
     if method in NOT_PLAIN:
         with pytest.raises(BertCompressError, match="--to onnx or --to openvino"):
             export_model(outcome.saved, "transformers", tmp_path / "plain", examples, EXPORT)
@@ -153,9 +162,7 @@ def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(out
         return
     record = export_model(outcome.saved, "transformers", tmp_path / "plain", examples, EXPORT)
     assert record["verified"] and record["examples"] == len(examples)
-    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
-    with torch.no_grad():
-        got = plain(**outcome.batch).logits
+    got = outcome.predict(outcome.plain_class.from_pretrained(tmp_path / "plain").eval())
     if record["exact"]:
         torch.testing.assert_close(got, outcome.logits, atol=1e-4, rtol=0)
     else:  # dequantized weights without run-time activation rounding: close, not equal
@@ -163,10 +170,11 @@ def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["bert"])
+@pytest.mark.parametrize("family", ["bert", "bert:embedding"])
 @pytest.mark.parametrize("method", METHODS)
 def test_exports_to_onnx_and_verifies(outcome, tmp_path):
-    record = export_model(outcome.saved, "onnx", tmp_path / "onnx", toy_task().split("test"), EXPORT)
+    record = export_model(outcome.saved, "onnx", tmp_path / "onnx", toy_task(outcome.task_type).split("test"),
+                          EXPORT)
     assert record["verified"] and (tmp_path / "onnx" / "model.onnx").exists()
     assert json.loads((tmp_path / "onnx" / "export.json").read_text())["max_abs_logit_diff"] == \
         record["max_abs_logit_diff"]

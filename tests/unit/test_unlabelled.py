@@ -16,7 +16,7 @@ UNLABELLED = [Example(f"superb awful film plot {i}", -1) for i in range(24)]
 
 def test_unlabelled_examples_add_no_label_loss():
     logits = torch.randn(4, 2, requires_grad=True)
-    losses = _label_losses(SimpleNamespace(logits=logits), {"labels": torch.tensor([1, -1, 0, -1])},
+    losses = _label_losses("classification", SimpleNamespace(logits=logits), {"labels": torch.tensor([1, -1, 0, -1])},
                            TrainConfig(), distilling=True)
     assert losses[1] == 0 and losses[3] == 0 and losses[0] > 0 and losses[2] > 0
 

@@ -6,11 +6,12 @@ import csv
 import hashlib
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from bertcompress.core.errors import BertCompressError
+from bertcompress.core.task_types import CLASSIFICATION, EMBEDDING, check_task_type
 from bertcompress.data import assets
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test
@@ -31,6 +32,7 @@ class Task:
     description: str = ""
     meta: dict = field(default_factory=dict)
     unlabelled: list[Example] = field(default_factory=list)  # in-domain text without labels (label -1)
+    type: str = CLASSIFICATION  # see core.task_types; an embedding task's labels (if any) only score neighbours
 
     @property
     def num_labels(self) -> int:
@@ -49,12 +51,14 @@ class Task:
         """A smaller copy: the first `train` training and `evaluation` validation/test examples."""
         cut = {"train": train, "validation": evaluation, "test": evaluation}
         splits = {k: v[: cut.get(k)] if cut.get(k) else list(v) for k, v in self.splits.items()}
-        return Task(self.name, self.label_names, splits, self.description, {**self.meta, "sliced": cut},
-                    self.unlabelled[:train] if train else list(self.unlabelled))
+        return replace(self, splits=splits, meta={**self.meta, "sliced": cut},
+                       unlabelled=self.unlabelled[:train] if train else list(self.unlabelled))
 
     def fingerprint(self) -> str:
         """Hash of labels and all examples: the teacher cache key changes whenever the data does."""
         digest = hashlib.sha256(json.dumps(self.label_names).encode())
+        if self.type != CLASSIFICATION:  # classification fingerprints stay what they were (cached teachers)
+            digest.update(self.type.encode())
         for split_name in sorted(self.splits):
             digest.update(split_name.encode())
             for example in self.splits[split_name]:
@@ -117,12 +121,25 @@ def _vitaminc(seed: int) -> Task:
 BUILTIN: dict[str, Callable[[int], Task]] = {"rotten_tomatoes": _rotten_tomatoes, "vitaminc": _vitaminc}
 
 
-def get(name: str, seed: int = 0) -> Task:
+def get(name: str, seed: int = 0, task_type: str | None = None) -> Task:
+    """A built-in task; `task_type` embedding turns a single-text classification task into an embedding task
+    (its texts to embed, its labels kept to score nearest neighbours)."""
     try:
         builder = BUILTIN[name]
     except KeyError:
         raise BertCompressError(f"unknown task {name!r}; built-in tasks: {', '.join(sorted(BUILTIN))}") from None
-    return builder(seed)
+    return as_type(builder(seed), task_type)
+
+
+def as_type(task: Task, task_type: str | None) -> Task:
+    """The task as `task_type` (None: as it is). Classification tasks of single texts can be embedding tasks."""
+    if task_type is None or task_type == task.type:
+        return task
+    if check_task_type(task_type) == EMBEDDING and task.type == CLASSIFICATION:
+        if task.is_pair:
+            raise BertCompressError(f"task {task.name!r} holds text pairs; an embedding task embeds single texts")
+        return replace(task, type=EMBEDDING, description=f"{task.description} (sentence embeddings)")
+    raise BertCompressError(f"task {task.name!r} is a {task.type} task and cannot be used as {task_type}")
 
 
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long documents are legitimate; the stdlib default is 128 KiB
@@ -260,8 +277,15 @@ def _examples(path: Path, columns: Columns, label_ids: dict[str, int] | None) ->
 
 
 def from_files(train: Path, evaluation: Path | None = None, columns: Columns = Columns(), seed: int = 0,
-               name: str | None = None) -> Task:
-    """A task from the user's CSV/TSV/JSONL: one file split 80/10/10, or a train file plus an eval file."""
+               name: str | None = None, task_type: str = CLASSIFICATION) -> Task:
+    """A task from the user's CSV/TSV/JSONL: one file split 80/10/10, or a train file plus an eval file.
+    Embedding tasks also read .txt (one text a line) and need no label column (labels, where given, score
+    nearest neighbours)."""
+    if check_task_type(task_type) == EMBEDDING:
+        return _embedding_files(Path(train), evaluation and Path(evaluation), columns, seed, name)
+    if task_type != CLASSIFICATION:
+        raise BertCompressError(f"--task-type {task_type} reads its own file formats; --train files are for "
+                                f"classification and embedding")
     train = Path(train)
     examples, label_names = _examples(train, columns, None)
     if len(label_names) < 2:
@@ -273,3 +297,37 @@ def from_files(train: Path, evaluation: Path | None = None, columns: Columns = C
         splits = {"train": examples, "validation": held_out, "test": held_out}
     return Task(name or train.stem, label_names, splits, f"user data from {train.name}",
                 {"validation_is_test": evaluation is not None})
+
+
+def _text_lines(path: Path) -> list[Example]:
+    if not path.exists():
+        raise BertCompressError(f"{path}: data file not found")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as error:
+        raise BertCompressError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    return [Example(text=line, label=-1) for line in lines if line]
+
+
+def _embedding_examples(path: Path, columns: Columns, label_ids: dict[str, int] | None
+                        ) -> tuple[list[Example], list[str]]:
+    if path.suffix.lower() == ".txt":
+        return _text_lines(path), []
+    rows = _rows_with(path, [columns.text])
+    if columns.label in rows[0][1]:
+        return _examples(path, columns, label_ids)
+    return read_texts(path, columns), []
+
+
+def _embedding_files(train: Path, evaluation: Path | None, columns: Columns, seed: int, name: str | None) -> Task:
+    examples, label_names = _embedding_examples(train, columns, None)
+    if len(examples) < 20:
+        raise BertCompressError(f"{train}: {len(examples)} texts; an embedding task needs at least 20 "
+                                "(neighbours are scored within each split)")
+    if evaluation is None:
+        splits = seeded_split(examples, seed)
+    else:
+        held_out, _ = _embedding_examples(evaluation, columns, {n: i for i, n in enumerate(label_names)} or None)
+        splits = {"train": examples, "validation": held_out, "test": held_out}
+    return Task(name or train.stem, label_names, splits, f"user texts from {train.name} (sentence embeddings)",
+                {"validation_is_test": evaluation is not None}, type=EMBEDDING)

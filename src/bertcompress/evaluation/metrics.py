@@ -6,25 +6,40 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from bertcompress.core.task_types import (EMBEDDING, QUESTION_ANSWERING, TOKEN_CLASSIFICATION, prediction,
+                                          task_type_of)
 from bertcompress.data.batching import Encoded, model_inputs
+from bertcompress.evaluation.embedding import embedding_scores
+
+PER_TOKEN = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
 
 
 @torch.inference_mode()
-def logits(model: nn.Module, data: Encoded, batch_size: int = 64,
-           on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
-    """fp32 logits of every example, in the data's order; `on_batch(n)` after each batch of n (progress)."""
+def outputs(model: nn.Module, data: Encoded, batch_size: int = 64,
+            on_batch: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+    """Each example's fp32 prediction tensor (see core.task_types.prediction), in the data's order; per-token
+    outputs keep the example's real tokens only. `on_batch(n)` after each batch of n (progress)."""
     model.eval()
     device = next(model.parameters()).device
+    task_type = task_type_of(model)
     # sort by length so batches pad little; restore the original order afterwards
     order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
     rows: list[torch.Tensor | None] = [None] * len(data)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = {k: v.to(device) for k, v in model_inputs(data.batch(chunk)).items()}
-        for i, row in zip(chunk, model(**batch).logits.float().cpu()):
-            rows[i] = row
+        predicted = prediction(task_type, model(**batch), batch["attention_mask"]).float().cpu()
+        for i, row in zip(chunk, predicted):
+            rows[i] = row[: len(data.ids[i])] if task_type in PER_TOKEN else row
         if on_batch is not None:
             on_batch(len(chunk))
+    return rows
+
+
+def logits(model: nn.Module, data: Encoded, batch_size: int = 64,
+           on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """fp32 logits (classifiers) or sentence vectors (embedders) of every example, stacked in data order."""
+    rows = outputs(model, data, batch_size, on_batch)
     return torch.stack(rows) if rows else torch.zeros(0, 0)
 
 
@@ -46,7 +61,16 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_labels: int)
     return sum(scores) / num_labels
 
 
-def score(model: nn.Module, data: Encoded, num_labels: int, reference: Sequence[int] | None = None) -> dict:
+def score(model: nn.Module, data: Encoded, num_labels: int, reference=None) -> tuple[dict, object]:
+    """The model's scores on `data` and what a later model is compared against (`reference`): for
+    classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`),
+    and mean cosine (as `agreement`) and neighbour recall against the reference's vectors."""
+    if task_type_of(model) == EMBEDDING:
+        vectors = logits(model, data)
+        found = embedding_scores(vectors, data.labels, reference)
+        if reference is not None:
+            found["agreement"] = found["mean_cosine"]
+        return {"accuracy": found["knn_accuracy"], **found}, vectors
     predictions = predict(model, data)
     result = {"accuracy": accuracy(predictions, data.labels),
               "macro_f1": macro_f1(predictions, data.labels, num_labels), "n": len(data)}

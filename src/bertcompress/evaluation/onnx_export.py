@@ -19,9 +19,9 @@ import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from bertcompress.core.modules import ExportOptions, standin_view
+from bertcompress.core.task_types import config_task_type, output_name, prediction, task_type_of
 from bertcompress.files import atomic_file
 
-OUTPUT = "logits"
 
 
 def onnx_view(model: nn.Module, signed_int8: bool = False, options: ExportOptions | None = None):
@@ -38,7 +38,8 @@ class _LogitsOnly(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         extra = {"token_type_ids": token_type_ids} if "token_type_ids" in self.names else {}
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return prediction(task_type_of(self.model), outputs, attention_mask)
 
 
 def input_names(model: nn.Module) -> tuple[str, ...]:
@@ -93,7 +94,7 @@ def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: in
     with onnx_view(model, signed_int8, options) as view, torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             _LogitsOnly(view, names), (), kwargs=_example_inputs(model, names, seq_len),
-            input_names=list(names), output_names=[OUTPUT], opset_version=opset, dynamo=True, verbose=False,
+            input_names=list(names), output_names=[output_name(task_type_of(model))], opset_version=opset, dynamo=True, verbose=False,
             dynamic_shapes={name: {0: batch, 1: seq} for name in names})
     proto = program.model_proto
     _strip_node_metadata(proto)
@@ -125,6 +126,8 @@ class OrtModel(nn.Module):
         self.path, self.config = Path(path), config
         self.session = ort_session(path, threads)
         self.names = tuple(i.name for i in self.session.get_inputs())
+        self.output = self.session.get_outputs()[0].name
+        self.task_type = config_task_type(config)
         # predict() reads the device from the first parameter; ORT runs on CPU
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
@@ -136,7 +139,7 @@ class OrtModel(nn.Module):
                   "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
                   "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids}
         feed = {name: values[name].cpu().numpy().astype(np.int64, copy=False) for name in self.names}
-        (logits,) = self.session.run([OUTPUT], feed)
+        (logits,) = self.session.run([self.output], feed)
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
 
 
@@ -158,7 +161,7 @@ def ort_dynamic_int8(fp32_onnx_path: str | Path, out_path: str | Path, per_chann
 def max_logit_difference(torch_model: nn.Module, onnx_path: str | Path, batch: dict[str, torch.Tensor]) -> float:
     """max |logit_torch - logit_ort| over a batch."""
     torch_model.eval()
-    expected = torch_model(**batch).logits.float()
+    expected = prediction(task_type_of(torch_model), torch_model(**batch), batch["attention_mask"]).float()
     config = getattr(torch_model, "config", None)
     got = OrtModel(onnx_path, config)(**batch).logits
     return float((expected - got).abs().max())

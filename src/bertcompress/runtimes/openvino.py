@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bertcompress.core.task_types import config_task_type
+
 PRECISIONS = ("f32", "bf16")
 
 
@@ -33,6 +35,7 @@ class OpenVinoModel(nn.Module):
                       "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", properties)
         self.names = tuple(port.get_any_name() for port in self.compiled.inputs)
+        self.task_type = config_task_type(config)
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # callers read .device
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from bertcompress.core.task_types import task_type_of
+from bertcompress.training.objectives import distillation_losses
 
 
 @dataclass
@@ -57,15 +59,9 @@ class TrainingHook:
         return None
 
 
-def distillation_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
-    """Per-example KL(teacher || student) on temperature-softened logits, scaled by T^2 (Hinton et al.)."""
-    log_student = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher = F.softmax(teacher_logits / temperature, dim=-1)
-    return F.kl_div(log_student, teacher, reduction="none").sum(-1) * temperature**2
-
-
 class LogitDistillation(TrainingHook):
-    """weight · KL to the teacher's softened logits, averaged over the global batch like the label loss."""
+    """weight · the task type's loss to the teacher's outputs (KL of softened logits for classifiers),
+    averaged over the global batch like the label loss."""
 
     def __init__(self, weight: float, temperature: float):
         self.weight, self.temperature = weight, temperature
@@ -73,5 +69,6 @@ class LogitDistillation(TrainingHook):
     def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
         if self.weight == 0:
             return None
-        per_example = distillation_loss(state.outputs.logits, state.teacher_outputs.logits, self.temperature)
+        per_example = distillation_losses(task_type_of(model), state.outputs, state.teacher_outputs, state.batch,
+                                          self.temperature)
         return self.weight * per_example.sum() * state.example_weight

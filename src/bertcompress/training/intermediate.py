@@ -26,7 +26,7 @@ class IntermediateDistillation(TrainingHook):
 
     def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
         mask = state.batch["attention_mask"]
-        total = torch.zeros((), device=state.outputs.logits.device)
+        total = torch.zeros((), device=mask.device)
         for name, weight in self.weights.items():
             total = total + weight * self._loss(name, state.outputs, state.teacher_outputs, mask)
         return total

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,7 +22,9 @@ from transformers import get_linear_schedule_with_warmup
 from bertcompress.core.errors import BertCompressError, describe_validation_error
 from bertcompress.data.batching import Encoded, model_inputs
 from bertcompress.training.checkpoint import load_state, save_state
-from bertcompress.training.hooks import LogitDistillation, StepState, TrainingHook, distillation_loss  # noqa: F401
+from bertcompress.core.task_types import task_type_of
+from bertcompress.training.hooks import LogitDistillation, StepState, TrainingHook  # noqa: F401
+from bertcompress.training.objectives import label_losses, needs_teacher, soft_kl as distillation_loss  # noqa: F401
 
 
 
@@ -97,13 +98,10 @@ def global_batch(lengths: list[int], step: int, config: TrainConfig) -> list[int
     return _epoch_batches(lengths, epoch, config)[offset]
 
 
-UNLABELLED = -1
-
-
-def _label_losses(outputs, batch, config: TrainConfig, distilling: bool) -> torch.Tensor:
-    """Per-example cross-entropy, weighted by hard_weight when a teacher shares the loss; 0 for unlabelled
+def _label_losses(task_type: str, outputs, batch, config: TrainConfig, distilling: bool) -> torch.Tensor:
+    """Per-example loss on the labels, weighted by hard_weight when a teacher shares the loss; 0 for unlabelled
     examples (label -1), which only the teacher's losses teach."""
-    hard = F.cross_entropy(outputs.logits, batch["labels"], reduction="none", ignore_index=UNLABELLED)
+    hard = label_losses(task_type, outputs, batch)
     return config.hard_weight * hard if distilling else hard
 
 
@@ -162,6 +160,10 @@ def train(
     """Fine-tune `model` in place on `data`; resumes from `checkpoint_dir` when a checkpoint is there."""
     if len(data) == 0:
         raise BertCompressError("training data is empty")
+    task_type = task_type_of(model)
+    if teacher is None and needs_teacher(task_type):
+        raise BertCompressError(f"a {task_type} model has no labels to train on: it learns from a teacher's outputs "
+                                "(distill: true, or a distillation step)")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     set_seed(config.seed)
     if teacher is not None:  # logit distillation is a hook like any method's, added here once
@@ -190,7 +192,7 @@ def train(
             with torch.no_grad():
                 state.teacher_outputs = teacher(**model_inputs(batch), **options)
         # sum / global size: DDP's gradient mean over processes then equals the single-process mean
-        loss = _label_losses(state.outputs, batch, config, teacher is not None).sum() * state.example_weight
+        loss = _label_losses(task_type, state.outputs, batch, config, teacher is not None).sum() * state.example_weight
         for hook in hooks:
             extra = hook.extra_loss(accelerator.unwrap_model(wrapped), state)
             if extra is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from bertcompress.core.task_types import EMBEDDING
 from bertcompress.data.assets import cache_dir, sha256_of
 from bertcompress.data.batching import encode
 from bertcompress.data.tasks import Task
@@ -43,8 +44,15 @@ def name_labels(model, task: Task):
 
 
 def get_teacher(model_source: str, task: Task, tokenizer, config: TrainConfig) -> Teacher:
+    """The fine-tuned model (classification), or for embedding tasks the model as it is: its vectors are
+    what compressed embedders must keep. Saved in the cache either way, so variants key on one path."""
     key = teacher_key(model_source, task, config)
     path = cache_dir() / "teachers" / key
+    if task.type == EMBEDDING:
+        if not (path / "manifest.json").exists():
+            save(load(model_source, task_type=EMBEDDING), path, tokenizer,
+                 extra={"teacher": {"task": task.name, "train": None}}, overwrite=True)
+        return Teacher(load(path), path, cached=True)
     if (path / "manifest.json").exists():
         return Teacher(name_labels(load(path, num_labels=task.num_labels), task), path, cached=True)
     model = name_labels(load(model_source, num_labels=task.num_labels, seed=config.seed), task)

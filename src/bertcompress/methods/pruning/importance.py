@@ -6,11 +6,12 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bertcompress.arch.spec import get_spec
+from bertcompress.core.task_types import task_type_of
 from bertcompress.data.batching import Encoded, model_inputs
 from bertcompress.surgery.heads import head_count
+from bertcompress.training.objectives import importance_loss
 
 
 def _gate_hook(gate: torch.Tensor, unit: int):
@@ -50,11 +51,12 @@ def gradient_importance(model: nn.Module, data: Encoded, kind: str, batch_size: 
     """Accumulated |∂loss/∂gate| per unit over the data (per batch), each layer L2-normalised (Michel et al.)."""
     was_training = model.training
     model.eval()
+    task_type, generator = task_type_of(model), torch.Generator().manual_seed(0)
     with unit_gates(model, kind) as gates:
         totals = [torch.zeros_like(g) for g in gates]
         for start in range(0, len(data), batch_size):
             batch = data.batch(list(range(start, min(start + batch_size, len(data)))))
-            loss = F.cross_entropy(model(**model_inputs(batch)).logits, batch["labels"])
+            loss = importance_loss(task_type, model(**model_inputs(batch)), batch, generator)
             grads = torch.autograd.grad(loss, gates)
             for total, grad in zip(totals, grads):
                 total += grad.abs()

@@ -8,14 +8,15 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bertcompress.arch.spec import get_spec
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
+from bertcompress.core.task_types import task_type_of
 from bertcompress.data.batching import encode, model_inputs
 from bertcompress.methods.common import word_embeddings
+from bertcompress.training.objectives import importance_loss
 
 ATTENTION_ROLES = ("query", "key", "value", "attention_output")
 FFN_ROLES = ("ffn_in", "ffn_out")
@@ -142,7 +143,7 @@ def component_eigenvalues(model: nn.Module, groups: dict[str, dict[str, nn.Modul
     with _only_grad_for(model, everything), torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         for batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = F.cross_entropy(model(**model_inputs(batch)).logits, batch["labels"])
+            loss = importance_loss(task_type_of(model), model(**model_inputs(batch)), batch, generator)
             # one create_graph backward per batch; each component then iterates on its own block
             grads = torch.autograd.grad(loss, everything, create_graph=True)
             start = 0
