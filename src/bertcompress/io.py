@@ -156,6 +156,10 @@ def _check_head(config, num_labels: int | None, path: Path) -> None:
         )
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _task_type(path: Path, config, requested: str | None) -> str:
     """The type the checkpoint holds (a compressed model keeps its head; a bare encoder takes any), checked
     against the one asked for."""
@@ -166,8 +170,9 @@ def _task_type(path: Path, config, requested: str | None) -> str:
         return held or CLASSIFICATION
     check_task_type(requested)
     if held is not None and held != requested:
-        raise BertCompressError(f"{path}: holds a {held} model ({(config.architectures or ['?'])[0]}), "
-                                f"not a {requested} model; use a {requested} checkpoint or the base encoder")
+        raise BertCompressError(f"{path}: holds {_article(held)} {held} model ({(config.architectures or ['?'])[0]}), "
+                                f"not {_article(requested)} {requested} model; use {_article(requested)} {requested} "
+                                "checkpoint or the base encoder")
     return requested
 
 

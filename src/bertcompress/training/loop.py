@@ -162,7 +162,7 @@ def train(
         raise BertCompressError("training data is empty")
     task_type = task_type_of(model)
     if teacher is None and needs_teacher(task_type):
-        raise BertCompressError(f"a {task_type} model has no labels to train on: it learns from a teacher's outputs "
+        raise BertCompressError(f"{task_type} models have no labels to train on: it learns from a teacher's outputs "
                                 "(distill: true, or a distillation step)")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     set_seed(config.seed)
