@@ -87,10 +87,27 @@ def cache(tmp_path, monkeypatch):
 def toy_task(task_type: str = "classification"):
     from bertcompress.data.tasks import Example, Task
 
+    if task_type == "question_answering":
+        return toy_qa_task()
     words = "good fine superb bad dull awful movie film".split()
     examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
     return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]},
                 type=task_type)
+
+
+def toy_qa_task():
+    """40 questions whose answer is the third word of a six-word context (each word once per context)."""
+    from bertcompress.data.qa import Answer, QAExample
+    from bertcompress.data.tasks import Task
+
+    words = "good fine superb bad dull awful movie film".split()
+    examples = []
+    for i in range(40):
+        context = " ".join(words[(i + j) % 8] for j in range(6))
+        answer = words[(i + 2) % 8]
+        examples.append(QAExample(str(i), "which film", context, (Answer(answer, context.index(answer)),)))
+    return Task("toy-qa", [], {"train": examples, "validation": examples[:8], "test": examples[:8]},
+                type="question_answering")
 
 
 def interrupt_at(step: int):

@@ -30,6 +30,8 @@ EvalFileOpt = typer.Option(None, "--eval", help="held-out data with the same col
 TextColumnOpt = typer.Option("text", help="column with the (first) text")
 PairColumnOpt = typer.Option(None, help="column with the second text of a pair")
 LabelColumnOpt = typer.Option("label", help="column with the label")
+TaskTypeOpt = typer.Option(None, "--task-type", help="classification or embedding (sentence vectors, as "
+                           "sentence-transformers computes them); default: the task's own")
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an output that bertcompress wrote before")
 MaxLengthOpt = typer.Option(64, min=8, max=4096, help="tokens per example (truncation) and latency sequence length")
 RepeatsOpt = typer.Option(20, min=1, help="latency repeats per model and batch size")
@@ -51,7 +53,8 @@ RuntimeOpt = typer.Option(None, "--runtime", help="torch, onnxruntime or openvin
                           "directory holds: a saved model runs in torch, an export in its runtime)")
 
 
-def open_for(model: str, runtime: Optional["Runtime"], threads: Optional[int] = None, num_labels=None):
+def open_for(model: str, runtime: Optional["Runtime"], threads: Optional[int] = None, num_labels=None,
+             task_type: Optional[str] = None):
     """A saved model or an export, ready to run in the runtime asked for (or the one it is for)."""
     import bertcompress as bc
     from bertcompress.io import resolve
@@ -60,7 +63,7 @@ def open_for(model: str, runtime: Optional["Runtime"], threads: Optional[int] = 
     path = resolve(model)
     chosen = runtime.value if runtime else runtime_of(path)
     if chosen == "torch":
-        return bc.load(model, num_labels=num_labels)
+        return bc.load(model, num_labels=num_labels, task_type=task_type)
     return open_model(path, chosen, threads)
 
 
@@ -85,6 +88,7 @@ class DataSource:
     text_column: str
     text_pair_column: Optional[str]
     label_column: str
+    task_type: Optional[str] = None
 
     def task_spec(self, seed: int, max_train: Optional[int] = None, max_eval: Optional[int] = None):
         """The task, after the cheap model-path check (so a typo fails before the data is fetched)."""
@@ -96,9 +100,10 @@ class DataSource:
             raise BertCompressError("--eval needs --train as well")
         if self.train_file:
             columns = tasks.Columns(text=self.text_column, label=self.label_column, text_pair=self.text_pair_column)
-            spec = tasks.from_files(self.train_file, self.eval_file, columns, seed=seed)
+            spec = tasks.from_files(self.train_file, self.eval_file, columns, seed=seed,
+                                    task_type=self.task_type or "classification")
         else:
-            spec = tasks.get(self.task, seed=seed)
+            spec = tasks.get(self.task, seed=seed, task_type=self.task_type)
         if max_train or max_eval:
             spec = spec.sliced(max_train, max_eval)
         for split in ("train", "validation", "test"):
@@ -111,6 +116,7 @@ DATA_OPTIONS = {
     "model": (str, ModelOpt), "task": (str, TaskOpt), "train_file": (Optional[Path], TrainFileOpt),
     "eval_file": (Optional[Path], EvalFileOpt), "text_column": (str, TextColumnOpt),
     "text_pair_column": (Optional[str], PairColumnOpt), "label_column": (str, LabelColumnOpt),
+    "task_type": (Optional[str], TaskTypeOpt),
 }
 
 
@@ -265,8 +271,11 @@ def eval_command(
     max_eval: Optional[int] = typer.Option(None, min=1, help="use only the first N examples"),
     max_length: int = MaxLengthOpt,
     runtime: Optional[Runtime] = RuntimeOpt,
+    reference: Optional[str] = typer.Option(None, "--reference", help="embedding tasks: the model whose vectors "
+                                            "to compare with (mean cosine, recall@10 of its nearest neighbours)"),
 ) -> None:
-    """Accuracy and macro-F1 of a (compressed or exported) model on a task split."""
+    """Accuracy and macro-F1 of a (compressed or exported) model on a task split; for embedders 10-NN
+    accuracy, and agreement with a --reference model's vectors."""
     import bertcompress as bc
     from bertcompress.data.batching import encode
     from bertcompress.evaluation.metrics import score
@@ -274,10 +283,42 @@ def eval_command(
     split = split.value
     spec = data.task_spec(seed, max_eval=max_eval)
     check_sequence_length(data.model, max_length)
-    loaded = open_for(data.model, runtime, num_labels=spec.num_labels)
-    result, _ = score(loaded, encode(spec.split(split), bc.load_tokenizer(data.model), max_length), spec.num_labels)
+    loaded = open_for(data.model, runtime, num_labels=spec.num_labels, task_type=spec.type)
+    check_runtime_type(loaded, spec.type, data.model)
+    tokenizer = bc.load_tokenizer(data.model)
+    if spec.type == "embedding":
+        compared = None if reference is None else bc.load(reference, task_type=spec.type)
+        return print(embedding_line(spec, split, loaded, compared, tokenizer, max_length))
+    result, _ = score(loaded, encode(spec.split(split), tokenizer, max_length), spec.num_labels)
     print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
           f"{100 * result['macro_f1']:.2f}  (n={result['n']})")
+
+
+def check_runtime_type(loaded, task_type: str, source: str) -> None:
+    """An export carries its task type in its config; refuse one made for another type."""
+    from bertcompress.core.task_types import task_type_of
+
+    if task_type_of(loaded) != task_type:
+        raise BertCompressError(f"{source}: is a {task_type_of(loaded)} model, not a {task_type} model")
+
+
+def embedding_line(spec, split: str, loaded, reference, tokenizer, max_length: int) -> str:
+    """10-NN accuracy, and mean cosine / neighbour recall against the reference model's vectors."""
+    import bertcompress as bc
+    from bertcompress.data.batching import encode
+    from bertcompress.evaluation.metrics import score
+
+    examples = spec.split(split)
+    data = encode(examples, tokenizer, max_length)
+    vectors = None
+    if reference is not None:
+        own_tokenizer = bc.load_tokenizer(getattr(reference, "_bertcompress_source"))
+        vectors = score(reference, encode(examples, own_tokenizer, max_length), spec.num_labels)[1]
+    result, _ = score(loaded, data, spec.num_labels, vectors)
+    knn = "no labels" if result["knn_accuracy"] is None else f"{100 * result['knn_accuracy']:.2f}"
+    agreement = "" if vectors is None else (f"  mean cosine {result['mean_cosine']:.4f}  recall@10 "
+                                            f"{result['neighbour_recall_at_10']:.3f}")
+    return f"{spec.name} {split}: 10-NN accuracy {knn}{agreement}  (n={result['n']})"
 
 
 @app.command()
@@ -455,7 +496,7 @@ def heads_command(
     check_output_path(out, overwrite)
     spec = data.task_spec(seed)
     check_sequence_length(data.model, max_length)
-    loaded = bc.load(data.model, num_labels=spec.num_labels)
+    loaded = bc.load(data.model, num_labels=spec.num_labels, task_type=spec.type)
     path = write_head_analysis(loaded, spec, bc.load_tokenizer(data.model), out, examples=examples, split=split,
                                max_length=max_length, keep_one=keep_one, overwrite=overwrite)
     console.print(f"[green]wrote[/] {path / 'heads.md'}")

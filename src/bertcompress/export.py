@@ -25,11 +25,10 @@ import torch.nn as nn
 from bertcompress import io
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import ExportOptions, standin_view, standins, standins_are_exact
-from bertcompress.core.task_types import EMBEDDING, auto_class, task_type_of
+from bertcompress.core.task_types import CLASSIFICATION, EMBEDDING, auto_class, task_type_of
 from bertcompress.data.batching import Encoded, encode
 from bertcompress.data.tasks import Example
-from bertcompress.evaluation.embedding import mean_cosine
-from bertcompress.evaluation.metrics import logits
+from bertcompress.evaluation.metrics import is_labelled, outputs, score
 from bertcompress.files import check_output_path, write_atomically
 from bertcompress.hardware import cpu_features, cpu_name, has_int8_dot_product
 from bertcompress.plain import ffn_widths, plain_config, plain_problem, plain_state_dict
@@ -66,32 +65,39 @@ class ExportSettings:
 
 @dataclass(frozen=True)
 class Reference:
-    """The PyTorch model's logits on the verification inputs, and the rule its export must meet."""
+    """The PyTorch model's outputs and scores on the verification inputs, and the rule its export must meet."""
 
     data: Encoded
-    logits: torch.Tensor  # sentence vectors for embedders
+    rows: list[torch.Tensor]  # each example's prediction tensor (logits; sentence vectors; span logits)
+    scores: dict
+    compared: object  # what another model's agreement is measured against (predictions, vectors, answers)
     exact: bool
-    embedding: bool = False
+    task_type: str = CLASSIFICATION
+    num_labels: int = 2
+
+    @classmethod
+    def of(cls, model: nn.Module, data: Encoded, exact: bool) -> "Reference":
+        scores, compared = score(model, data, getattr(model.config, "num_labels", 2))
+        return cls(data, outputs(model, data), scores, compared, exact, task_type_of(model),
+                   getattr(model.config, "num_labels", 2))
 
     def check(self, candidate: nn.Module) -> dict:
-        got = logits(candidate, self.data)
-        difference = float((got - self.logits).abs().max()) if len(self.data) else 0.0
-        agreement = float((got.argmax(-1) == self.logits.argmax(-1)).float().mean()) if len(self.data) else 1.0
-        found = {"examples": len(self.data), "max_abs_logit_diff": difference, "agreement": agreement}
+        got = outputs(candidate, self.data, task_type=self.task_type)
+        difference = max((float((g - r).abs().max()) for g, r in zip(got, self.rows)), default=0.0)
+        mine, _ = score(candidate, self.data, self.num_labels, self.compared, task_type=self.task_type)
+        found = {"examples": len(self.data), "max_abs_logit_diff": difference,
+                 "agreement": mine.get("agreement", 1.0) if len(self.data) else 1.0}
         if self.exact:
             return {**found, "rule": f"max |logit difference| <= {FP32_TOLERANCE:g}",
                     "verified": difference <= FP32_TOLERANCE}
-        if self.embedding:
-            cosine = mean_cosine(got, self.logits) if len(self.data) else 1.0
-            return {**found, "mean_cosine": cosine, "rule": f"mean cosine to PyTorch's vectors >= {MIN_COSINE}",
-                    "verified": cosine >= MIN_COSINE}
-        passed, rule = agreement >= MIN_AGREEMENT, f"prediction agreement >= {MIN_AGREEMENT:.1%}"
-        labels = torch.tensor(self.data.labels)
-        if len(labels) and bool((labels >= 0).all()):
-            accuracy = float((got.argmax(-1) == labels).float().mean())
-            reference = float((self.logits.argmax(-1) == labels).float().mean())
-            found |= {"accuracy": accuracy, "reference_accuracy": reference}
-            passed = passed and 100 * (reference - accuracy) <= MAX_ACCURACY_DROP
+        if self.task_type == EMBEDDING:
+            return {**found, "mean_cosine": found["agreement"],
+                    "rule": f"mean cosine to PyTorch's vectors >= {MIN_COSINE}",
+                    "verified": found["agreement"] >= MIN_COSINE}
+        passed, rule = found["agreement"] >= MIN_AGREEMENT, f"prediction agreement >= {MIN_AGREEMENT:.1%}"
+        if len(self.data) and is_labelled(self.data):
+            found |= {"accuracy": mine["accuracy"], "reference_accuracy": self.scores["accuracy"]}
+            passed = passed and 100 * (self.scores["accuracy"] - mine["accuracy"]) <= MAX_ACCURACY_DROP
             rule += f" and accuracy at most {MAX_ACCURACY_DROP:g} points below PyTorch's"
         return {**found, "rule": rule, "verified": passed}
 
@@ -140,8 +146,7 @@ def export_model(source: str | Path, to: str, out: Path, examples: list[Example]
         _check_plain(model)
     options, static = settings.export_options(to), settings.int8 == "static"
     data = encode(examples, tokenizer, settings.max_length)
-    reference = Reference(data, logits(model, data), standins_are_exact(model, options) and not static,
-                          task_type_of(model) == EMBEDDING)
+    reference = Reference.of(model, data, standins_are_exact(model, options) and not static)
     job = Job(model, settings, options, reference,
               encode(calibration or examples, tokenizer, settings.max_length) if static else None)
     record: dict = {}

@@ -56,7 +56,7 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     tokenizer = load_tokenizer(options.model)
     console.print(f"[bold]task[/] {task.name}: {task.counts()}  [bold]model[/] {options.model}")
     console.print(f"checking {len(options.recipes)} recipe(s) on the model before any training")
-    check_recipes(options.recipes, load(options.model, num_labels=task.num_labels), task, tokenizer)
+    check_recipes(options.recipes, load(options.model, num_labels=task.num_labels, task_type=task.type), task, tokenizer)
     teacher = get_teacher(options.model, task, tokenizer, options.train)
     console.print(f"teacher {'reused from cache' if teacher.cached else 'fine-tuned'}: {teacher.path}")
 
@@ -78,7 +78,7 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
         for name, variant in built.items():
             shutil.copytree(variant.path, directory / "models" / slug(name))
         results = {
-            "task": {"name": task.name, "counts": task.counts(), "labels": task.label_names,
+            "task": {"name": task.name, "type": task.type, "counts": task.counts(), "labels": task.label_names,
                      "validation_is_test": bool(task.meta.get("validation_is_test"))},
             "model": options.model, "train": options.train.model_dump(),
             "teacher": {"path": str(teacher.path), "cached": teacher.cached,
@@ -88,7 +88,7 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
             "variants": rows, "latency": latency,
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
-        plots = write_plots(rows, directory)
+        plots = write_plots(rows, directory, task.type)
         (directory / "results.json").write_text(json.dumps(results, indent=2))
         (directory / "report.md").write_text(run_markdown(results, plots))
 

@@ -1,6 +1,7 @@
 """`export` and `predict`: verified exports to ONNX Runtime, OpenVINO and plain Transformers, and labelled
 predictions from each runtime. (Every method's output exporting is in test_method_contract.py.)"""
 import copy
+from types import SimpleNamespace
 import csv
 import json
 from collections import Counter
@@ -69,15 +70,17 @@ def test_int8_exports_keep_int8_weights_and_predictions(models, to, tmp_path):
 
 
 def int8_weight_count(directory, to: str) -> int:
+    """2-D 8-bit weight tensors: int8, or uint8 on CPUs without int8 dot products (u8u8 kernels)."""
     if to == "onnx":
         import onnx
 
         graph = onnx.load(str(directory / "model.onnx")).graph
-        return sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2 for t in graph.initializer)
+        eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+        return sum(t.data_type in eight_bit and len(t.dims) == 2 for t in graph.initializer)
     import openvino as ov
 
     model = ov.Core().read_model(str(directory / "openvino_model.xml"))
-    return sum(op.get_type_name() == "Constant" and str(op.get_element_type()) in ("<Type: 'int8_t'>", "i8")
+    return sum(op.get_type_name() == "Constant" and str(op.get_element_type()) in ("<Type: 'int8_t'>", "i8", "<Type: 'uint8_t'>", "u8")
                and len(op.get_output_shape(0)) == 2 for op in model.get_ops())
 
 
@@ -274,19 +277,24 @@ def test_an_approximate_export_that_loses_accuracy_on_labelled_inputs_is_refused
     flipped[:2] = flipped[:2].flip(-1)
 
     class Fixed(torch.nn.Module):
-        def __init__(self):
+        """Logits looked up by the first token id: a model whose predictions the test chooses."""
+        task_type = "classification"
+
+        def __init__(self, table):
             super().__init__()
-            self.anchor = torch.nn.Parameter(torch.zeros(0))
+            self.anchor, self.table = torch.nn.Parameter(torch.zeros(0)), table
+            self.config = SimpleNamespace(num_labels=2)
 
         def forward(self, input_ids, **_):
             from transformers.modeling_outputs import SequenceClassifierOutput
-            return SequenceClassifierOutput(logits=flipped[input_ids[:, 0] - 5])
+            return SequenceClassifierOutput(logits=self.table[input_ids[:, 0] - 5])
 
     data = Encoded([[5 + i] for i in range(100)], None, labels, 0)
-    labelled = Reference(data, reference_logits, exact=False).check(Fixed())
+    labelled = Reference.of(Fixed(reference_logits), data, exact=False).check(Fixed(flipped))
     assert labelled["agreement"] == pytest.approx(0.98) and labelled["accuracy"] == pytest.approx(0.98)
     assert labelled["reference_accuracy"] == 1.0 and not labelled["verified"]
-    unlabelled = Reference(Encoded(data.ids, None, [-1] * 100, 0), reference_logits, exact=False).check(Fixed())
+    unlabelled_data = Encoded(data.ids, None, [-1] * 100, 0)
+    unlabelled = Reference.of(Fixed(reference_logits), unlabelled_data, exact=False).check(Fixed(flipped))
     assert unlabelled["verified"] and "accuracy" not in unlabelled
 
 

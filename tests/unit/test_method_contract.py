@@ -82,7 +82,7 @@ def outcome(method, family, outcomes, tokenizer, tmp_path_factory) -> Outcome:
 
 
 # every family as a classifier, and the other task types on BERT ("family:task_type")
-SUBJECTS = (*FAMILIES, "bert:embedding")
+SUBJECTS = (*FAMILIES, "bert:embedding", "bert:question_answering")
 
 
 def each_method_and_family(test):
@@ -170,7 +170,7 @@ def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["bert", "bert:embedding"])
+@pytest.mark.parametrize("family", ["bert", "bert:embedding", "bert:question_answering"])
 @pytest.mark.parametrize("method", METHODS)
 def test_exports_to_onnx_and_verifies(outcome, tmp_path):
     record = export_model(outcome.saved, "onnx", tmp_path / "onnx", toy_task(outcome.task_type).split("test"),

@@ -60,6 +60,21 @@ ASSETS: dict[str, Asset] = {
         },
         sdist=True,
     ),
+    # SQuAD v1.1 dev and the four SQuAD-format sets of "The Effect of Natural Distribution Shift on Question
+    # Answering Models" (Miller et al. 2020), as BIG-bench's squad_shifts task ships them
+    "squad": Asset(
+        name="squad",
+        requirement="bigbench==1.0.0",
+        archive_sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+        members={
+            "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/squaddev_v1.1.json": "45089eff3cf52004b1dca6814cde5c57082fdb09872f18c79a5d944d45be523a",
+            "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/new_wiki_v1.0.json": "428104b87438d9059eb5df2883267cf9d30f6f4fcaed92e72107c8b913eaea40",
+            "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/nyt_v1.0.json": "a770cdc1b460e3bd256a9f95aae021ed6502768b1713be777f3dd8740a4a1965",
+            "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/reddit_v1.0.json": "db57c9269e4965fdb5dc045afb00e02f03668790ad6f66ab0354bf74b0fc63fe",
+            "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/amazon_reviews_v1.0.json": "3d3b16b874aefef754d04c1cbd64457b3a6456aa2e946a6132b8254c17e34c4a",
+        },
+        sdist=True,
+    ),
 }
 
 

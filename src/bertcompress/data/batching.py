@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from bertcompress.data.tasks import Example
 
+IGNORED = -100  # token positions without a label (transformers' convention)
+
 
 @dataclass
 class Encoded:
-    """Token ids of a whole split, unpadded, with labels."""
+    """Token ids of a whole split, unpadded, with labels: one int per example (classification), a (start,
+    end) pair (QA), or one int per token (token classification, padded with IGNORED)."""
 
     ids: list[list[int]]
     type_ids: list[list[int]] | None
-    labels: list[int]
+    labels: list
     pad_id: int
+    extra: dict = field(default_factory=dict)  # what maps outputs back to text (QA windows, word ids)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -32,14 +36,29 @@ class Encoded:
             mask[row, :n] = 1
             if self.type_ids is not None:
                 type_ids[row, :n] = torch.tensor(self.type_ids[i])
-        batch = {"input_ids": input_ids, "attention_mask": mask,
-                 "labels": torch.tensor([self.labels[i] for i in indices])}
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": self._labels(indices, width)}
         if self.type_ids is not None:
             batch["token_type_ids"] = type_ids
         return batch
 
 
+    def _labels(self, indices: Sequence[int], width: int) -> torch.Tensor:
+        chosen = [self.labels[i] for i in indices]
+        if chosen and isinstance(chosen[0], list):  # per token
+            padded = torch.full((len(chosen), width), IGNORED, dtype=torch.long)
+            for row, tags in enumerate(chosen):
+                padded[row, : len(tags)] = torch.tensor(tags, dtype=torch.long)
+            return padded
+        return torch.tensor(chosen, dtype=torch.long)
+
+
 def encode(examples: Sequence[Example], tokenizer, max_length: int) -> Encoded:
+    """Model inputs for a split: classification examples (single texts or pairs) and, by their type,
+    questions (windows with a document stride) or tagged sentences (labels aligned to word pieces)."""
+    from bertcompress.data.qa import QAExample, encode_questions
+
+    if examples and isinstance(examples[0], QAExample):
+        return encode_questions(list(examples), tokenizer, max_length)
     texts = [e.text for e in examples]
     pairs = [e.text_pair for e in examples]
     has_pairs = any(p is not None for p in pairs)

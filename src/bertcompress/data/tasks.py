@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.task_types import CLASSIFICATION, EMBEDDING, check_task_type
+from bertcompress.core.task_types import CLASSIFICATION, EMBEDDING, QUESTION_ANSWERING, check_task_type
 from bertcompress.data import assets
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test
@@ -63,6 +63,8 @@ class Task:
             digest.update(split_name.encode())
             for example in self.splits[split_name]:
                 digest.update(f"{example.label}\t{example.text}\t{example.text_pair}\n".encode())
+                if not isinstance(example, Example):  # questions and tagged sentences: their labels too
+                    digest.update(repr(getattr(example, "answers", getattr(example, "tags", None))).encode())
         return digest.hexdigest()[:16]
 
     def counts(self) -> dict[str, int]:
@@ -118,7 +120,28 @@ def _vitaminc(seed: int) -> Task:
                 "VitaminC fact verification (BIG-bench): evidence/claim -> supports / refutes / neither")
 
 
-BUILTIN: dict[str, Callable[[int], Task]] = {"rotten_tomatoes": _rotten_tomatoes, "vitaminc": _vitaminc}
+SQUAD_TRAIN = ("new_wiki_v1.0.json", "nyt_v1.0.json", "reddit_v1.0.json", "amazon_reviews_v1.0.json")
+
+
+def _squad(seed: int) -> Task:
+    """Train on the four SQuAD-format sets of Miller et al. (2020) (new Wikipedia articles, NYT, Reddit,
+    Amazon reviews: 37,636 questions); validate and test on SQuAD v1.1 dev, its paragraphs split in two
+    halves by a seeded shuffle (no context in both)."""
+    from bertcompress.data.qa import read_squad
+
+    train = [e for name in SQUAD_TRAIN for e in read_squad(assets.member_path("squad", name))]
+    dev = read_squad(assets.member_path("squad", "squaddev_v1.1.json"))
+    contexts = sorted({e.context for e in dev})
+    random.Random(seed).shuffle(contexts)
+    validation = set(contexts[: len(contexts) // 2])
+    return Task("squad", [], {"train": train, "validation": [e for e in dev if e.context in validation],
+                              "test": [e for e in dev if e.context not in validation]},
+                "SQuAD v1.1 dev (validation/test) and SQuAD-shift sets (train): extractive QA",
+                type=QUESTION_ANSWERING)
+
+
+BUILTIN: dict[str, Callable[[int], Task]] = {"rotten_tomatoes": _rotten_tomatoes, "vitaminc": _vitaminc,
+                                             "squad": _squad}
 
 
 def get(name: str, seed: int = 0, task_type: str | None = None) -> Task:

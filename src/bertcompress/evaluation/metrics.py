@@ -9,19 +9,22 @@ import torch.nn as nn
 from bertcompress.core.task_types import (EMBEDDING, QUESTION_ANSWERING, TOKEN_CLASSIFICATION, prediction,
                                           task_type_of)
 from bertcompress.data.batching import Encoded, model_inputs
+from bertcompress.data.qa import best_answers
 from bertcompress.evaluation.embedding import embedding_scores
+from bertcompress.evaluation.spans import squad_scores
 
 PER_TOKEN = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
 
 
 @torch.inference_mode()
 def outputs(model: nn.Module, data: Encoded, batch_size: int = 64,
-            on_batch: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+            on_batch: Callable[[int], None] | None = None, task_type: str | None = None) -> list[torch.Tensor]:
     """Each example's fp32 prediction tensor (see core.task_types.prediction), in the data's order; per-token
-    outputs keep the example's real tokens only. `on_batch(n)` after each batch of n (progress)."""
+    outputs keep the example's real tokens only. `on_batch(n)` after each batch of n (progress).
+    `task_type`: for a runtime model opened without its config (default: the model's own)."""
     model.eval()
     device = next(model.parameters()).device
-    task_type = task_type_of(model)
+    task_type = task_type or task_type_of(model)
     # sort by length so batches pad little; restore the original order afterwards
     order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
     rows: list[torch.Tensor | None] = [None] * len(data)
@@ -37,14 +40,14 @@ def outputs(model: nn.Module, data: Encoded, batch_size: int = 64,
 
 
 def logits(model: nn.Module, data: Encoded, batch_size: int = 64,
-           on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+           on_batch: Callable[[int], None] | None = None, task_type: str | None = None) -> torch.Tensor:
     """fp32 logits (classifiers) or sentence vectors (embedders) of every example, stacked in data order."""
-    rows = outputs(model, data, batch_size, on_batch)
+    rows = outputs(model, data, batch_size, on_batch, task_type)
     return torch.stack(rows) if rows else torch.zeros(0, 0)
 
 
-def predict(model: nn.Module, data: Encoded, batch_size: int = 64) -> list[int]:
-    return logits(model, data, batch_size).argmax(-1).tolist() if len(data) else []
+def predict(model: nn.Module, data: Encoded, batch_size: int = 64, task_type: str | None = None) -> list[int]:
+    return logits(model, data, batch_size, task_type=task_type).argmax(-1).tolist() if len(data) else []
 
 
 def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
@@ -61,19 +64,43 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_labels: int)
     return sum(scores) / num_labels
 
 
-def score(model: nn.Module, data: Encoded, num_labels: int, reference=None) -> tuple[dict, object]:
+def score(model: nn.Module, data: Encoded, num_labels: int, reference=None,
+          task_type: str | None = None) -> tuple[dict, object]:
     """The model's scores on `data` and what a later model is compared against (`reference`): for
     classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`),
-    and mean cosine (as `agreement`) and neighbour recall against the reference's vectors."""
-    if task_type_of(model) == EMBEDDING:
-        vectors = logits(model, data)
+    and mean cosine (as `agreement`) and neighbour recall against the reference's vectors; for QA, SQuAD
+    F1 (as `accuracy`) and exact match, and the share of identical answers (as `agreement`)."""
+    task_type = task_type or task_type_of(model)
+    if task_type == QUESTION_ANSWERING:
+        return _span_score(model, data, reference)
+    if task_type == EMBEDDING:
+        vectors = logits(model, data, task_type=task_type)
         found = embedding_scores(vectors, data.labels, reference)
         if reference is not None:
             found["agreement"] = found["mean_cosine"]
         return {"accuracy": found["knn_accuracy"], **found}, vectors
-    predictions = predict(model, data)
+    predictions = predict(model, data, task_type=task_type)
     result = {"accuracy": accuracy(predictions, data.labels),
               "macro_f1": macro_f1(predictions, data.labels, num_labels), "n": len(data)}
     if reference is not None:
         result["agreement"] = accuracy(predictions, reference)
     return result, predictions
+
+
+def _span_score(model: nn.Module, data: Encoded, reference: dict | None) -> tuple[dict, dict]:
+    """SQuAD exact match and F1 (F1 is the `accuracy` a budget reads); agreement: the share of questions
+    answered with the same text as the reference."""
+    answers = best_answers(outputs(model, data, task_type=QUESTION_ANSWERING), data)
+    golds = {e.id: [a.text for a in e.answers] for e in data.extra["examples"] if e.answers}
+    found = squad_scores(answers, golds)
+    result = {"accuracy": found["f1"], **found}
+    if reference is not None:
+        result["agreement"] = sum(answers[q] == reference.get(q) for q in answers) / max(len(answers), 1)
+    return result, answers
+
+
+def is_labelled(data: Encoded) -> bool:
+    """Whether every example carries a label (classification) or every question an answer (QA)."""
+    if "examples" in data.extra:
+        return all(e.label >= 0 for e in data.extra["examples"])
+    return bool(data.labels) and all(label >= 0 for label in data.labels if isinstance(label, int))

@@ -13,21 +13,22 @@ MARKERS = "os^Dvp<>hX8P"
 MIN_SPAN_POINTS = 4.0  # a y-axis narrower than this turns a few examples into a cliff
 
 
-def scatter(rows: list[dict], x_key: str, x_label: str, path: Path, title: str) -> Path:
+def scatter(rows: list[dict], x_key: str, x_label: str, path: Path, title: str,
+            y_key: str = "test_accuracy", y_label: str = "test accuracy (%)") -> Path:
     """One numbered point per variant, its name in a legend beside the plot (never on top of other points)."""
     figure, axes = plt.subplots(figsize=(8.4, 4.4), dpi=120)
     for index, row in enumerate(rows):
-        x, y = row[x_key], 100 * row["test_accuracy"]
+        x, y = row[x_key], 100 * row[y_key]
         marker = "*" if row.get("is_teacher") else MARKERS[index % len(MARKERS)]
         axes.scatter([x], [y], s=110 if marker == "*" else 55, marker=marker, zorder=3,
                      label=f"{index + 1}. {row['variant']}")
         axes.annotate(str(index + 1), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ys = [100 * r["test_accuracy"] for r in rows]
+    ys = [100 * r[y_key] for r in rows]
     middle, span = (max(ys) + min(ys)) / 2, max(max(ys) - min(ys), MIN_SPAN_POINTS) * 1.2
     axes.set_ylim(middle - span / 2, middle + span / 2)
     axes.set_xlim(0, max(r[x_key] for r in rows) * 1.15)
     axes.set_xlabel(x_label)
-    axes.set_ylabel("test accuracy (%)")
+    axes.set_ylabel(y_label)
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
@@ -37,10 +38,13 @@ def scatter(rows: list[dict], x_key: str, x_label: str, path: Path, title: str) 
     return path
 
 
-def write_plots(rows: list[dict], directory: Path) -> list[str]:
-    scatter(rows, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png", "Accuracy vs size")
+def write_plots(rows: list[dict], directory: Path, task_type: str = "classification") -> list[str]:
+    """Test accuracy (embedders: recall@10 of the teacher's neighbours) against size and latency."""
+    y = {"y_key": "neighbour_recall_at_10", "y_label": "recall@10 of the teacher's neighbours (%)"} \
+        if task_type == "embedding" else {}
+    scatter(rows, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png", "Accuracy vs size", **y)
     scatter(rows, "latency_b32_ms", "CPU latency, batch 32 (ms)", directory / "accuracy_vs_latency.png",
-            "Accuracy vs latency")
+            "Accuracy vs latency", **y)
     return ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
 
 

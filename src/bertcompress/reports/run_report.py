@@ -26,7 +26,7 @@ def run_markdown(results: dict, plots: list[str]) -> str:
     if task.get("validation_is_test"):
         lines.append("- **validation and test are the same file (`--eval`)**: the test accuracy is not an unbiased "
                      "estimate for anything chosen on validation")
-    lines += ["", variant_table(results["variants"]), ""]
+    lines += ["", variant_table(results["variants"], task.get("type", "classification")), ""]
     for row in results["variants"]:
         for step in row["steps"]:
             lines.append(f"- **{row['variant']}** / `{step['method']}`: {step['modules_changed']} modules changed, "

@@ -20,14 +20,24 @@ def speedup(row: dict, batch: int) -> str:
     return text
 
 
-def variant_table(rows: list[dict]) -> str:
-    headers = ["variant", "val acc", "test acc", "test macro-F1", "agreement w/ teacher", "size on disk (MB)",
+def variant_table(rows: list[dict], task_type: str = "classification") -> str:
+    """One row per variant; embedders show 10-NN accuracy, mean cosine and neighbour recall to the teacher."""
+    quality = ["val 10-NN acc", "test 10-NN acc", "mean cosine w/ teacher", "recall@10 of teacher's neighbours"] \
+        if task_type == "embedding" else ["val acc", "test acc", "test macro-F1", "agreement w/ teacher"]
+    headers = ["variant", *quality, "size on disk (MB)",
                "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
                "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
     body = [[
-        r["variant"], pct(r["validation_accuracy"]), pct(r["test_accuracy"]), pct(r["test_macro_f1"]),
-        pct(r["agreement"]), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}", f"{r['encoder_linear_mb']:.1f}",
+        r["variant"], *_quality_cells(r, task_type), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}", f"{r['encoder_linear_mb']:.1f}",
         f"{r['latency_b1_ms']:.1f}", f"{r['latency_b32_ms']:.1f}", speedup(r, 1), speedup(r, 32),
         r.get("peak_rss_mb", "–"), r.get("model_and_inference_mb", "–"),
     ] for r in rows]
     return markdown_table(headers, body)
+
+
+def _quality_cells(row: dict, task_type: str) -> list[str]:
+    if task_type == "embedding":
+        return [pct(row["validation_accuracy"]), pct(row["test_accuracy"]), f"{row['mean_cosine']:.4f}",
+                f"{row['neighbour_recall_at_10']:.3f}"]
+    return [pct(row["validation_accuracy"]), pct(row["test_accuracy"]), pct(row["test_macro_f1"]),
+            pct(row["agreement"])]

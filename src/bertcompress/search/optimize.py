@@ -91,7 +91,7 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
         raise BertCompressError(f"--unlabelled: task {task.name!r} has no unlabelled text; give --unlabelled-file")
     target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
     tokenizer = load_tokenizer(options.model)
-    base = load(options.model, num_labels=task.num_labels)
+    base = load(options.model, num_labels=task.num_labels, task_type=task.type)
     depth = model_depth(base)
     space = default_space(options, depth)
     space.check(base)
