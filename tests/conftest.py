@@ -89,6 +89,8 @@ def toy_task(task_type: str = "classification"):
 
     if task_type == "question_answering":
         return toy_qa_task()
+    if task_type == "token_classification":
+        return toy_tagging_task()
     words = "good fine superb bad dull awful movie film".split()
     examples = [Example(" ".join(words[(i + j) % 8] for j in range(5)), i % 2) for i in range(40)]
     return Task("toy", ["neg", "pos"], {"train": examples, "validation": examples[:8], "test": examples[:8]},
@@ -108,6 +110,22 @@ def toy_qa_task():
         examples.append(QAExample(str(i), "which film", context, (Answer(answer, context.index(answer)),)))
     return Task("toy-qa", [], {"train": examples, "validation": examples[:8], "test": examples[:8]},
                 type="question_answering")
+
+
+def toy_tagging_task():
+    """40 sentences tagged B-ENT on 'good'/'superb' (and I-ENT on a following 'film'), O elsewhere."""
+    from bertcompress.data.tagging import TaggedExample
+    from bertcompress.data.tasks import Task
+
+    words = "good film superb bad dull awful movie film".split()
+    examples = []
+    for i in range(40):
+        sentence = [words[(i + j) % 8] for j in range(6)]
+        tags = [1 if w in ("good", "superb") else 2 if w == "film" and k and sentence[k - 1] in ("good", "superb")
+                else 0 for k, w in enumerate(sentence)]
+        examples.append(TaggedExample(tuple(sentence), tuple(tags)))
+    return Task("toy-tags", ["O", "B-ENT", "I-ENT"], {"train": examples, "validation": examples[:8],
+                                                       "test": examples[:8]}, type="token_classification")
 
 
 def interrupt_at(step: int):

@@ -134,7 +134,8 @@ def accuracy(model: nn.Module, task: Task, tokenizer, max_length: int, peer: boo
     torch.ao modules) lacks our module layout, so it gets the two accuracies only."""
     if not peer:
         return accuracy_rows({"model": model}, task, tokenizer, max_length)[0]
-    return {f"{split}_accuracy": score(model, encode(task.split(split), tokenizer, max_length), task.num_labels)[0]
+    return {f"{split}_accuracy": score(model, encode(task.split(split), tokenizer, max_length), task.num_labels,
+                                       label_names=task.label_names)[0]
             ["accuracy"] for split in ("validation", "test")}
 
 

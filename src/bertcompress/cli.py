@@ -24,14 +24,18 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 console = Console(stderr=True)
 
 ModelOpt = typer.Option("minilm", "--model", "-m", help="'minilm' (packaged), a local model directory or a hub id")
-TaskOpt = typer.Option("rotten_tomatoes", "--task", "-t", help="built-in task: rotten_tomatoes or vitaminc")
-TrainFileOpt = typer.Option(None, "--train", help="your labelled data (.csv/.tsv/.jsonl); split 80/10/10 unless --eval")
+TaskOpt = typer.Option("rotten_tomatoes", "--task", "-t", help="built-in task: rotten_tomatoes, vitaminc "
+                       "(classification), squad (question answering), conll2003 (token classification)")
+TrainFileOpt = typer.Option(None, "--train", help="your data: .csv/.tsv/.jsonl (classification; embedding also .txt), "
+                            "SQuAD .json (question_answering), CoNLL or tokens/tags .jsonl (token_classification); "
+                            "split 80/10/10 unless --eval")
 EvalFileOpt = typer.Option(None, "--eval", help="held-out data with the same columns (used for validation and test)")
 TextColumnOpt = typer.Option("text", help="column with the (first) text")
 PairColumnOpt = typer.Option(None, help="column with the second text of a pair")
 LabelColumnOpt = typer.Option("label", help="column with the label")
-TaskTypeOpt = typer.Option(None, "--task-type", help="classification or embedding (sentence vectors, as "
-                           "sentence-transformers computes them); default: the task's own")
+TaskTypeOpt = typer.Option(None, "--task-type", help="classification, question_answering, token_classification "
+                           "or embedding (sentence vectors as sentence-transformers computes them; a classification "
+                           "task's texts, its labels scoring neighbours); default: the task's own")
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an output that bertcompress wrote before")
 MaxLengthOpt = typer.Option(64, min=8, max=4096, help="tokens per example (truncation) and latency sequence length")
 RepeatsOpt = typer.Option(20, min=1, help="latency repeats per model and batch size")
@@ -289,9 +293,21 @@ def eval_command(
     if spec.type == "embedding":
         compared = None if reference is None else bc.load(reference, task_type=spec.type)
         return print(embedding_line(spec, split, loaded, compared, tokenizer, max_length))
-    result, _ = score(loaded, encode(spec.split(split), tokenizer, max_length), spec.num_labels)
-    print(f"{spec.name} {split}: accuracy {100 * result['accuracy']:.2f}  macro-F1 "
-          f"{100 * result['macro_f1']:.2f}  (n={result['n']})")
+    result, _ = score(loaded, encode(spec.split(split), tokenizer, max_length), spec.num_labels,
+                      label_names=spec.label_names)
+    print(f"{spec.name} {split}: {score_line(result, spec.type)}  (n={result['n']})")
+
+
+def score_line(result: dict, task_type: str) -> str:
+    """A split's scores in the words of its task type."""
+    if task_type == "question_answering":
+        return f"exact match {100 * result['exact_match']:.2f}  F1 {100 * result['f1']:.2f}"
+    if task_type == "token_classification":
+        if result["accuracy"] is None:
+            return "no tags to score"
+        return (f"entity F1 {100 * result['f1']:.2f}  precision {100 * result['precision']:.2f}  "
+                f"recall {100 * result['recall']:.2f}")
+    return f"accuracy {100 * result['accuracy']:.2f}  macro-F1 {100 * result['macro_f1']:.2f}"
 
 
 def check_runtime_type(loaded, task_type: str, source: str) -> None:

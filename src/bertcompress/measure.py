@@ -43,8 +43,8 @@ def accuracy_rows(models: dict[str, nn.Module], task: Task, tokenizer, max_lengt
     test = encode(task.split("test"), tokenizer, max_length)
     rows, reference = [], None
     for name, model in models.items():
-        validation, _ = score(model, valid, task.num_labels)
-        tested, predictions = score(model, test, task.num_labels, reference)
+        validation, _ = score(model, valid, task.num_labels, label_names=task.label_names)
+        tested, predictions = score(model, test, task.num_labels, reference, label_names=task.label_names)
         if reference is None and task.type == EMBEDDING:  # the reference agrees with itself exactly
             tested |= {key: 1.0 for key in EMBEDDING_KEYS}
         reference = predictions if reference is None else reference

@@ -56,7 +56,8 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     tokenizer = load_tokenizer(options.model)
     console.print(f"[bold]task[/] {task.name}: {task.counts()}  [bold]model[/] {options.model}")
     console.print(f"checking {len(options.recipes)} recipe(s) on the model before any training")
-    check_recipes(options.recipes, load(options.model, num_labels=task.num_labels, task_type=task.type), task, tokenizer)
+    start = load(options.model, num_labels=task.num_labels, task_type=task.type)
+    check_recipes(options.recipes, start, task, tokenizer)
     teacher = get_teacher(options.model, task, tokenizer, options.train)
     console.print(f"teacher {'reused from cache' if teacher.cached else 'fine-tuned'}: {teacher.path}")
 

@@ -61,8 +61,9 @@ def _pad(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
 
 
 def plain_problem(model: nn.Module, pad_ffn: bool = False) -> str | None:
-    """Why the stock Transformers class of its task type (`AutoModelForSequenceClassification`, ...) could not hold this model exactly (its own
-    tensors, or with `pad_ffn` the zero-padded ones of plain_state_dict), or None."""
+    """Why the stock Transformers class of its task type (AutoModelForSequenceClassification, ...) could
+    not hold this model exactly (its own tensors, or with `pad_ffn` the zero-padded ones of
+    plain_state_dict), or None."""
     replaced = next(((n, m) for n, m in model.named_modules() if is_replacement(m)), None)
     if replaced is not None:
         return f"{replaced[0]} is a bertcompress {type(replaced[1]).__name__}, which plain Transformers does not have"

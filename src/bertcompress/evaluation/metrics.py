@@ -10,7 +10,9 @@ from bertcompress.core.task_types import (EMBEDDING, QUESTION_ANSWERING, TOKEN_C
                                           task_type_of)
 from bertcompress.data.batching import Encoded, model_inputs
 from bertcompress.data.qa import best_answers
+from bertcompress.data.tagging import word_predictions
 from bertcompress.evaluation.embedding import embedding_scores
+from bertcompress.evaluation.entities import entity_scores
 from bertcompress.evaluation.spans import squad_scores
 
 PER_TOKEN = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
@@ -64,15 +66,18 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_labels: int)
     return sum(scores) / num_labels
 
 
-def score(model: nn.Module, data: Encoded, num_labels: int, reference=None,
-          task_type: str | None = None) -> tuple[dict, object]:
+def score(model: nn.Module, data: Encoded, num_labels: int, reference=None, task_type: str | None = None,
+          label_names: list[str] | None = None) -> tuple[dict, object]:
     """The model's scores on `data` and what a later model is compared against (`reference`): for
     classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`),
     and mean cosine (as `agreement`) and neighbour recall against the reference's vectors; for QA, SQuAD
-    F1 (as `accuracy`) and exact match, and the share of identical answers (as `agreement`)."""
+    F1 (as `accuracy`) and exact match, and the share of identical answers (as `agreement`); for tags,
+    entity-level F1 (as `accuracy`; `label_names` default to the model config's) and word agreement."""
     task_type = task_type or task_type_of(model)
     if task_type == QUESTION_ANSWERING:
         return _span_score(model, data, reference)
+    if task_type == TOKEN_CLASSIFICATION:
+        return _tag_score(model, data, reference, label_names)
     if task_type == EMBEDDING:
         vectors = logits(model, data, task_type=task_type)
         found = embedding_scores(vectors, data.labels, reference)
@@ -101,6 +106,21 @@ def _span_score(model: nn.Module, data: Encoded, reference: dict | None) -> tupl
 
 def is_labelled(data: Encoded) -> bool:
     """Whether every example carries a label (classification) or every question an answer (QA)."""
-    if "examples" in data.extra:
+    if "examples" in data.extra:  # questions and tagged sentences
         return all(e.label >= 0 for e in data.extra["examples"])
     return bool(data.labels) and all(label >= 0 for label in data.labels if isinstance(label, int))
+
+
+def _tag_score(model: nn.Module, data: Encoded, reference: list | None,
+               label_names: list[str] | None) -> tuple[dict, list]:
+    predicted = word_predictions(outputs(model, data, task_type=TOKEN_CLASSIFICATION), data)
+    examples = data.extra["examples"]
+    names = label_names or [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    result = {"accuracy": None, "n": len(examples)}
+    if all(e.tags for e in examples):
+        found = entity_scores(predicted, [e.tags for e in examples], names)
+        result = {"accuracy": found["f1"], **found}
+    if reference is not None:
+        pairs = [(p, r) for mine, theirs in zip(predicted, reference) for p, r in zip(mine, theirs)]
+        result["agreement"] = sum(p == r for p, r in pairs) / max(len(pairs), 1)
+    return result, predicted

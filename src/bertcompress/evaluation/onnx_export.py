@@ -94,7 +94,8 @@ def export_onnx(model: nn.Module, path: str | Path, seq_len: int = 64, opset: in
     with onnx_view(model, signed_int8, options) as view, torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             _LogitsOnly(view, names), (), kwargs=_example_inputs(model, names, seq_len),
-            input_names=list(names), output_names=[output_name(task_type_of(model))], opset_version=opset, dynamo=True, verbose=False,
+            input_names=list(names), output_names=[output_name(task_type_of(model))], opset_version=opset,
+            dynamo=True, verbose=False,
             dynamic_shapes={name: {0: batch, 1: seq} for name in names})
     proto = program.model_proto
     _strip_node_metadata(proto)

@@ -28,7 +28,8 @@ def variant_table(rows: list[dict], task_type: str = "classification") -> str:
                "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
                "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
     body = [[
-        r["variant"], *_quality_cells(r, task_type), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}", f"{r['encoder_linear_mb']:.1f}",
+        r["variant"], *_quality_cells(r, task_type), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}",
+        f"{r['encoder_linear_mb']:.1f}",
         f"{r['latency_b1_ms']:.1f}", f"{r['latency_b32_ms']:.1f}", speedup(r, 1), speedup(r, 32),
         r.get("peak_rss_mb", "–"), r.get("model_and_inference_mb", "–"),
     ] for r in rows]

@@ -80,7 +80,8 @@ def evaluate(trials: TrialContext, params: dict[str, Any]) -> dict[str, Any]:
     """Validation accuracy, speedup over the teacher at the search's batch size, size on disk."""
     started = time.perf_counter()
     name, model, path, recipe = candidate(trials, params)
-    accuracy = score(model, trials.validation, trials.task.num_labels)[0]["accuracy"]
+    task = trials.task
+    accuracy = score(model, trials.validation, task.num_labels, label_names=task.label_names)[0]["accuracy"]
     timed = benchmark_many({"teacher": trials.teacher, name: model}, (trials.batch_size,), trials.seq_len,
                            trials.repeats)
     speedup = paired_speedup(timed["teacher"][f"batch_{trials.batch_size}"],
