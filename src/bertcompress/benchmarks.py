@@ -69,6 +69,8 @@ class Table:
     teacher_train: dict = field(default_factory=dict)  # TrainConfig fields besides the seed
     extra: Callable[[list[dict]], str] | None = None  # more markdown from the result rows
     columns: tuple[tuple[str, Callable[[dict], str]], ...] = ()  # (header, cell from a result row) after the name
+    metric: str = "test accuracy"  # what `accuracy` holds for the task type (QA: F1, tags: entity F1)
+    seq_len: int = 64  # latency shape
 
     def seeds(self) -> list[int]:
         return sorted({seed for row in self.rows for seed in row.seeds})
@@ -163,7 +165,8 @@ def run_table(table: Table, settings: Settings, log=print) -> list[dict]:
                 sizes[row.name] = bytes_on_disk(path)
                 if row.timed:
                     timed[row.name] = model
-    options = MeasureOptions(repeats=2 if settings.smoke else settings.repeats, threads=settings.threads)
+    options = MeasureOptions(seq_len=table.seq_len, repeats=2 if settings.smoke else settings.repeats,
+                             threads=settings.threads)
     latency = benchmark_many(timed, options.batch_sizes, options.seq_len, options.repeats,
                              threads=options.threads) if timed else {}
     results = _result_rows(table, scores, reports, sizes, latency, options.batch_sizes)
@@ -220,10 +223,11 @@ def markdown(table: Table, results: list[dict], env: dict, settings: Settings) -
     extra = "".join(f" {header} |" for header, _ in table.columns)
     lines = [f"## {table.title}", "", table.description, "",
              f"Timed in one run: {env['cpu']} ({', '.join(env.get('cpu_features', [])) or 'no AVX2/AVX-512/VNNI'}), "
-             f"{env['threads']} thread(s), torch {env['torch']}, seq 64, "
+             f"{env['threads']} thread(s), torch {env['torch']}, seq {table.seq_len}, "
              f"{settings.repeats} interleaved rounds; a speedup is the median teacher/variant time ratio over the "
-             "rounds (interquartile range in brackets). Accuracy: test split, mean ± std over the seeds listed.",
-             "", f"| variant |{extra} seeds | test accuracy | Δ (points) | size on disk MB | smaller | speedup b1 | "
+             f"rounds (interquartile range in brackets). {table.metric.capitalize()}: test split, mean ± std over "
+             "the seeds listed.",
+             "", f"| variant |{extra} seeds | {table.metric} | Δ (points) | size on disk MB | smaller | speedup b1 | "
              "speedup b32 |", "|---|" + "---|" * (len(table.columns) + 7)]
     for r in results:
         smaller = f"{base_size / r['size_mb']:.2f}x" if base_size else "–"

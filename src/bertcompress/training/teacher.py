@@ -37,7 +37,10 @@ def teacher_key(model_source: str, task: Task, config: TrainConfig) -> str:
 
 
 def name_labels(model, task: Task):
-    """The task's label names in the config, so that every saved variant and export predicts by name."""
+    """The task's label names in the config, so that every saved variant and export predicts by name (QA
+    has none: its two outputs are span starts and ends)."""
+    if not task.label_names:
+        return model
     model.config.id2label = dict(enumerate(task.label_names))
     model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
     return model
@@ -55,7 +58,7 @@ def get_teacher(model_source: str, task: Task, tokenizer, config: TrainConfig) -
         return Teacher(load(path), path, cached=True)
     if (path / "manifest.json").exists():
         return Teacher(name_labels(load(path, num_labels=task.num_labels), task), path, cached=True)
-    model = name_labels(load(model_source, num_labels=task.num_labels, seed=config.seed), task)
+    model = name_labels(load(model_source, num_labels=task.num_labels, seed=config.seed, task_type=task.type), task)
     checkpoints = cache_dir() / "checkpoints" / key
     result = train(model, encode(task.split("train"), tokenizer, config.max_length), config,
                    checkpoint_dir=checkpoints, description=f"fine-tune teacher on {task.name}")
