@@ -27,15 +27,19 @@ INT8 = bc.DynamicInt8()
 VOCABULARY = bc.VocabularyPruning()
 
 
-def student_steps(epochs: float) -> list:
-    return [bc.Distillation(keep=3, epochs=epochs, learning_rate=1e-4, max_steps=4 if SETTINGS.smoke else None)]
+STUDENT = "3-layer student"
 
 
 def variants(epochs: float) -> list[Variant]:
-    student = student_steps(epochs)
+    """Variants of the teacher; the student's own variants are built from it (see `student_variants`)."""
+    student = [bc.Distillation(keep=3, epochs=epochs, learning_rate=1e-4, max_steps=4 if SETTINGS.smoke else None)]
     recipes = {"int8": [INT8], "vocabulary pruned": [VOCABULARY], "vocabulary pruned + int8": [VOCABULARY, INT8],
-               "3-layer student": student, "3-layer student + int8": [*student, INT8],
-               "3-layer student + vocabulary + int8": [*student, VOCABULARY, INT8]}
+               STUDENT: student}
+    return [Variant(name, Recipe(name.replace(" ", "-"), steps)) for name, steps in recipes.items()]
+
+
+def student_variants() -> list[Variant]:
+    recipes = {f"{STUDENT} + int8": [INT8], f"{STUDENT} + vocabulary + int8": [VOCABULARY, INT8]}
     return [Variant(name, Recipe(name.replace(" ", "-"), steps)) for name, steps in recipes.items()]
 
 
@@ -82,6 +86,9 @@ def main() -> None:
     ctx = Context(task=task, tokenizer=tokenizer, teacher=teacher.model, train=train, unlabelled=task.unlabelled)
     built = build_all(teacher.model, variants(SETTINGS.options["epochs"]), ctx, VariantCache(teacher.path.name),
                       tokenizer)
+    student = built[STUDENT]  # trained once; its int8 and vocabulary variants start from it
+    built |= build_all(student.model, student_variants(), ctx,
+                       VariantCache(f"{teacher.path.name}+{student.path.name}"), tokenizer)
     models = {TEACHER: teacher.model, **{name: b.model for name, b in built.items()}}
     saved = {TEACHER: teacher.path, **{name: b.path for name, b in built.items()}}
     options = MeasureOptions(seq_len=SEQ_LEN, max_length=SEQ_LEN, repeats=2 if SETTINGS.smoke else SETTINGS.repeats,

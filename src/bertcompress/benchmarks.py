@@ -70,6 +70,7 @@ class Table:
     extra: Callable[[list[dict]], str] | None = None  # more markdown from the result rows
     columns: tuple[tuple[str, Callable[[dict], str]], ...] = ()  # (header, cell from a result row) after the name
     metric: str = "test accuracy"  # what `accuracy` holds for the task type (QA: F1, tags: entity F1)
+    sliced: tuple[int | None, int | None] = (None, None)  # first N training / evaluation examples (CPU budget)
     seq_len: int = 64  # latency shape
 
     def seeds(self) -> list[int]:
@@ -150,6 +151,7 @@ def run_table(table: Table, settings: Settings, log=print) -> list[dict]:
     """Build every row on every one of its seeds, score each on the test split, time the first seeds'
     models in one run, and write the section. Returns the result rows."""
     task, tokenizer = task_and_tokenizer(settings, table.task, table.model)
+    task = task.sliced(*table.sliced) if any(table.sliced) and not settings.smoke else task
     scores: dict[str, dict[int, dict]] = {row.name: {} for row in table.rows}
     reports: dict[str, dict[int, list]] = {row.name: {} for row in table.rows}
     timed, sizes = {}, {}
@@ -199,6 +201,7 @@ def _result_rows(table: Table, scores: dict[str, dict[int, dict]], reports: dict
                   "reports": {str(k): v for k, v in reports[row.name].items() if v}}
         result |= {key: value for key, value in (("start", row.start), ("train", row.train), ("info", row.info),
                                                  ("encoder_linear_mb", first.get("encoder_linear_mb"))) if value}
+        result |= {key: value for key, value in first.items() if key.startswith("test_") and key not in result}
         if row.name in latency:
             result |= latency_fields(latency[row.name], baseline, batch_sizes)
         results.append(result)

@@ -432,7 +432,9 @@ def predict_command(
     threads: Optional[int] = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
 ) -> None:
-    """Label every row of a file with a model's predicted class (by name) and its probability."""
+    """Add a model's prediction to every row of a file: the class (by name) and its probability; for QA
+    models the answer (question in --text-column, context in --text-pair-column); for taggers one tag per
+    word; for embedders the sentence vector."""
     from rich.progress import Progress
 
     from bertcompress.data.tasks import Columns

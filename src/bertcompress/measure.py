@@ -24,6 +24,7 @@ from bertcompress.model_dir import weights_path
 
 MB = 1e6
 EMBEDDING_KEYS = ("mean_cosine", f"neighbour_recall_at_{NEIGHBOURS}")
+TYPE_SCORES = ("exact_match", "precision", "recall")  # QA and tagging scores beside F1 (their `accuracy`)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def accuracy_rows(models: dict[str, nn.Module], task: Task, tokenizer, max_lengt
         rows.append({
             "variant": name, "validation_accuracy": validation["accuracy"], "test_accuracy": tested["accuracy"],
             "test_macro_f1": tested.get("macro_f1"), "agreement": tested.get("agreement"),
-            **{key: tested[key] for key in EMBEDDING_KEYS if key in tested}, **_stored_sizes(model),
+            **{key: tested[key] for key in EMBEDDING_KEYS if key in tested},
+            **{f"test_{key}": tested[key] for key in TYPE_SCORES if key in tested}, **_stored_sizes(model),
         })
     return rows
 

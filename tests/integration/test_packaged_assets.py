@@ -69,3 +69,40 @@ def test_dynamic_int8_on_the_real_model(minilm, tmp_path):
     bc.save(quantized, tmp_path / "q", tokenizer)
     with torch.no_grad():
         assert torch.equal(bc.load(tmp_path / "q")(**batch).logits, logits)
+
+
+def test_squad_questions_come_with_answers_found_in_their_contexts():
+    task = bc.tasks.get("squad")
+    assert task.type == "question_answering"
+    assert task.counts() == {"train": 37621, "validation": 5209, "test": 5356}
+    for example in task.split("train")[:2000] + task.split("test")[:2000]:
+        for answer in example.answers:
+            assert example.context[answer.start:answer.start + len(answer.text)] == answer.text
+    assert not {e.context for e in task.split("validation")} & {e.context for e in task.split("test")}
+
+
+def test_conll2003_keeps_its_published_split_and_iob2_tags():
+    task = bc.tasks.get("conll2003")
+    assert task.counts() == {"train": 14041, "validation": 3250, "test": 3453}
+    assert task.label_names[0] == "O" and len(task.label_names) == 9
+    names = task.label_names
+    for sentence in task.split("train")[:3000]:  # IOB2: an I- tag continues an entity of its type
+        for previous, tag in zip(("O", *[names[t] for t in sentence.tags]), [names[t] for t in sentence.tags]):
+            assert not tag.startswith("I-") or previous[2:] == tag[2:]
+
+
+def test_the_packaged_embedder_computes_what_sentence_transformers_computes(tmp_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from bertcompress.evaluation.embedding import mean_cosine
+    from bertcompress.evaluation.metrics import logits
+
+    model, tokenizer = bc.load("minilm", task_type="embedding"), bc.load_tokenizer("minilm")
+    texts = [e.text for e in bc.tasks.get("rotten_tomatoes").split("test")[:32]]
+    ours = logits(model, encode([bc.tasks.Example(t, -1) for t in texts], tokenizer, 128))
+    saved = bc.save(model, tmp_path / "embedder", tokenizer)
+    theirs = torch.from_numpy(sentence_transformers.SentenceTransformer(str(saved), device="cpu").encode(texts))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    quantized = bc.load(saved)
+    bc.compress(quantized, bc.DynamicInt8(), bc.Context())
+    data = encode([bc.tasks.Example(t, -1) for t in texts], tokenizer, 128)
+    assert mean_cosine(logits(quantized, data), ours) > 0.95

@@ -97,3 +97,29 @@ class _Recorder:
 
     def print(self, *items, **_):
         self.lines.append(" ".join(map(str, items)))
+
+
+@pytest.mark.parametrize("task_type", ["embedding", "question_answering", "token_classification"])
+def test_the_main_job_runs_every_task_type_and_reports_its_scores(job, task_type, tmp_path):
+    from dataclasses import replace
+
+    from tests.conftest import toy_task
+
+    task = toy_task(task_type) if task_type != "embedding" else tasks.as_type(job[0], "embedding")
+    options = replace(job[1], name=f"r-{task_type}", recipes=[resolve_recipe("dynamic-int8")])
+    target = run(task, options)
+    results = json.loads((target / "results.json").read_text())
+    assert results["task"]["type"] == task_type
+    teacher, int8 = results["variants"]
+    assert int8["size_mb"] < teacher["size_mb"]
+    report = (target / "report.md").read_text()
+    header = {"embedding": "mean cosine w/ teacher", "question_answering": "test exact match",
+              "token_classification": "test entity F1"}[task_type]
+    assert header in report
+    if task_type == "embedding":
+        assert teacher["mean_cosine"] == 1.0 and 0.9 < int8["mean_cosine"] <= 1.0
+    else:
+        assert 0 <= int8["test_accuracy"] <= 1 and int8["agreement"] is not None
+    reloaded = bc.load(target / "models" / "dynamic-int8")
+    from bertcompress.core.task_types import task_type_of
+    assert task_type_of(reloaded) == task_type

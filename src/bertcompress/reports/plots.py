@@ -38,10 +38,13 @@ def scatter(rows: list[dict], x_key: str, x_label: str, path: Path, title: str,
     return path
 
 
+Y_AXES = {"embedding": {"y_key": "neighbour_recall_at_10", "y_label": "recall@10 of the teacher's neighbours (%)"},
+          "question_answering": {"y_label": "test F1 (%)"}, "token_classification": {"y_label": "test entity F1 (%)"}}
+
+
 def write_plots(rows: list[dict], directory: Path, task_type: str = "classification") -> list[str]:
     """Test accuracy (embedders: recall@10 of the teacher's neighbours) against size and latency."""
-    y = {"y_key": "neighbour_recall_at_10", "y_label": "recall@10 of the teacher's neighbours (%)"} \
-        if task_type == "embedding" else {}
+    y = Y_AXES.get(task_type, {})
     scatter(rows, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png", "Accuracy vs size", **y)
     scatter(rows, "latency_b32_ms", "CPU latency, batch 32 (ms)", directory / "accuracy_vs_latency.png",
             "Accuracy vs latency", **y)

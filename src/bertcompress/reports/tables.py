@@ -20,10 +20,19 @@ def speedup(row: dict, batch: int) -> str:
     return text
 
 
+QUALITY_HEADERS = {
+    "classification": ["val acc", "test acc", "test macro-F1", "agreement w/ teacher"],
+    "question_answering": ["val F1", "test F1", "test exact match", "same answer as teacher"],
+    "token_classification": ["val entity F1", "test entity F1", "test precision", "same tag as teacher"],
+    "embedding": ["val 10-NN acc", "test 10-NN acc", "mean cosine w/ teacher", "recall@10 of teacher's neighbours"],
+}
+SECOND_SCORE = {"classification": "test_macro_f1", "question_answering": "test_exact_match",
+                "token_classification": "test_precision"}
+
+
 def variant_table(rows: list[dict], task_type: str = "classification") -> str:
     """One row per variant; embedders show 10-NN accuracy, mean cosine and neighbour recall to the teacher."""
-    quality = ["val 10-NN acc", "test 10-NN acc", "mean cosine w/ teacher", "recall@10 of teacher's neighbours"] \
-        if task_type == "embedding" else ["val acc", "test acc", "test macro-F1", "agreement w/ teacher"]
+    quality = QUALITY_HEADERS.get(task_type, QUALITY_HEADERS["classification"])
     headers = ["variant", *quality, "size on disk (MB)",
                "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
                "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
@@ -40,5 +49,5 @@ def _quality_cells(row: dict, task_type: str) -> list[str]:
     if task_type == "embedding":
         return [pct(row["validation_accuracy"]), pct(row["test_accuracy"]), f"{row['mean_cosine']:.4f}",
                 f"{row['neighbour_recall_at_10']:.3f}"]
-    return [pct(row["validation_accuracy"]), pct(row["test_accuracy"]), pct(row["test_macro_f1"]),
+    return [pct(row["validation_accuracy"]), pct(row["test_accuracy"]), pct(row.get(SECOND_SCORE[task_type])),
             pct(row["agreement"])]
