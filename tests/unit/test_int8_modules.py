@@ -40,3 +40,23 @@ def test_int8_embedding_lookup_equals_dequantized_rows():
     assert torch.allclose(quantized(ids), quantized.weight[ids])
     _, scale = quantize_rows(embedding.weight)
     assert torch.all((quantized(ids) - embedding(ids)).abs() <= scale[ids][..., None] / 2 + 1e-7)
+
+
+def test_without_vnni_the_activation_bits_are_the_ones_that_keep_outputs_closer(monkeypatch):
+    import bertcompress as bc
+    from bertcompress.methods.quantization import dynamic
+    from tests.conftest import tiny_model, tiny_tokenizer, toy_task
+
+    monkeypatch.setattr(dynamic, "has_int8_dot_product", lambda: False)
+    model = tiny_model()
+    report = bc.compress(model, bc.DynamicInt8(), bc.Context(task=toy_task(), tokenizer=tiny_tokenizer()))
+    errors = report.metrics["output_error_by_activation_bits"]
+    chosen = {module.reduce_range for module in model.modules() if hasattr(module, "reduce_range")}
+    assert chosen == {errors["7"] < errors["8"]} and errors["7"] != errors["8"]
+    blind = tiny_model()
+    assert "output_error_by_activation_bits" not in bc.compress(blind, bc.DynamicInt8(), bc.Context()).metrics
+    assert {m.reduce_range for m in blind.modules() if hasattr(m, "reduce_range")} == {True}
+    monkeypatch.setattr(dynamic, "has_int8_dot_product", lambda: True)
+    vnni = tiny_model()
+    bc.compress(vnni, bc.DynamicInt8(), bc.Context(task=toy_task(), tokenizer=tiny_tokenizer()))
+    assert {m.reduce_range for m in vnni.modules() if hasattr(m, "reduce_range")} == {False}
