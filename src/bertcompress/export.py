@@ -74,17 +74,21 @@ class Reference:
     exact: bool
     task_type: str = CLASSIFICATION
     num_labels: int = 2
+    label_names: list[str] | None = None  # taggers: an export opened without its config has none of its own
 
     @classmethod
     def of(cls, model: nn.Module, data: Encoded, exact: bool) -> "Reference":
-        scores, compared = score(model, data, getattr(model.config, "num_labels", 2))
-        return cls(data, outputs(model, data), scores, compared, exact, task_type_of(model),
-                   getattr(model.config, "num_labels", 2))
+        num_labels = getattr(model.config, "num_labels", 2)
+        names = [str(model.config.id2label.get(i, i)) for i in range(num_labels)] \
+            if getattr(model.config, "id2label", None) else None
+        scores, compared = score(model, data, num_labels, label_names=names)
+        return cls(data, outputs(model, data), scores, compared, exact, task_type_of(model), num_labels, names)
 
     def check(self, candidate: nn.Module) -> dict:
         got = outputs(candidate, self.data, task_type=self.task_type)
         difference = max((float((g - r).abs().max()) for g, r in zip(got, self.rows)), default=0.0)
-        mine, _ = score(candidate, self.data, self.num_labels, self.compared, task_type=self.task_type)
+        mine, _ = score(candidate, self.data, self.num_labels, self.compared, task_type=self.task_type,
+                        label_names=self.label_names)
         found = {"examples": len(self.data), "max_abs_logit_diff": difference,
                  "agreement": mine.get("agreement", 1.0) if len(self.data) else 1.0}
         if self.exact:

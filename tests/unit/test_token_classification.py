@@ -74,7 +74,7 @@ def test_entity_f1_counts_an_entity_only_when_type_and_span_match():
     assert entity_scores([[1, 2, 0, 3]], gold, names)["f1"] == 1.0
     half = entity_scores([[1, 0, 0, 3]], gold, names)  # PER span cut short: wrong; ORG right
     assert half["precision"] == pytest.approx(0.5) and half["recall"] == pytest.approx(0.5)
-    assert half["word_accuracy"] == pytest.approx(0.75)
+    assert half["word_accuracy"] == pytest.approx(0.75) and type(half["f1"]) is float  # JSON-serialisable
     truncated = entity_scores([[1, 2]], gold, names)  # words past the kept pieces count as O
     assert truncated["recall"] == pytest.approx(0.5) and truncated["precision"] == 1.0
 

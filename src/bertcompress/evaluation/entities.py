@@ -16,6 +16,8 @@ def entity_scores(predicted: Sequence[Sequence[int]], gold: Sequence[Sequence[in
     y_pred = [[names[t] for t in tags] + [outside] * (len(g) - len(tags)) for tags, g in zip(predicted, gold)]
     words = sum(len(g) for g in gold)
     correct = sum(p == t for pred, true in zip(y_pred, y_true) for p, t in zip(pred, true))
-    return {"f1": f1_score(y_true, y_pred, zero_division=0), "precision": precision_score(y_true, y_pred,
-            zero_division=0), "recall": recall_score(y_true, y_pred, zero_division=0),
+    # seqeval returns numpy floats; plain floats keep every result JSON-serialisable
+    return {"f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
             "word_accuracy": correct / max(words, 1), "n": len(gold)}
