@@ -228,7 +228,7 @@ def markdown(table: Table, results: list[dict], env: dict, settings: Settings) -
              f"Timed in one run: {env['cpu']} ({', '.join(env.get('cpu_features', [])) or 'no AVX2/AVX-512/VNNI'}), "
              f"{env['threads']} thread(s), torch {env['torch']}, seq {table.seq_len}, "
              f"{settings.repeats} interleaved rounds; a speedup is the median teacher/variant time ratio over the "
-             f"rounds (interquartile range in brackets). {table.metric.capitalize()}: test split, mean ± std over "
+             f"rounds (interquartile range in brackets). {table.metric[0].upper()}{table.metric[1:]}: test split, mean ± std over "
              "the seeds listed.",
              "", f"| variant |{extra} seeds | {table.metric} | Δ (points) | size on disk MB | smaller | speedup b1 | "
              "speedup b32 |", "|---|" + "---|" * (len(table.columns) + 7)]
