@@ -156,6 +156,15 @@ def _check_head(config, num_labels: int | None, path: Path) -> None:
         )
 
 
+def _manifest_type(manifest: Path) -> str | None:
+    """The task type a manifest's architecture names; a malformed manifest is left to read_manifest's checks."""
+    try:
+        architecture = json.loads(manifest.read_text(encoding="utf-8")).get("architecture")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return type_of_class_name(architecture) if isinstance(architecture, str) else None
+
+
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
@@ -164,8 +173,7 @@ def _task_type(path: Path, config, requested: str | None) -> str:
     """The type the checkpoint holds (a compressed model keeps its head; a bare encoder takes any), checked
     against the one asked for."""
     manifest = path / MANIFEST
-    held = type_of_class_name(json.loads(manifest.read_text()).get("architecture", "")) if manifest.exists() \
-        else checkpoint_type(config.architectures)
+    held = _manifest_type(manifest) if manifest.exists() else checkpoint_type(config.architectures)
     if requested is None:
         return held or CLASSIFICATION
     check_task_type(requested)
