@@ -81,14 +81,15 @@ class Reference:
         num_labels = getattr(model.config, "num_labels", 2)
         names = [str(model.config.id2label.get(i, i)) for i in range(num_labels)] \
             if getattr(model.config, "id2label", None) else None
-        scores, compared = score(model, data, num_labels, label_names=names)
-        return cls(data, outputs(model, data), scores, compared, exact, task_type_of(model), num_labels, names)
+        rows = outputs(model, data)
+        scores, compared = score(model, data, num_labels, label_names=names, rows=rows)
+        return cls(data, rows, scores, compared, exact, task_type_of(model), num_labels, names)
 
     def check(self, candidate: nn.Module) -> dict:
         got = outputs(candidate, self.data, task_type=self.task_type)
         difference = max((float((g - r).abs().max()) for g, r in zip(got, self.rows)), default=0.0)
         mine, _ = score(candidate, self.data, self.num_labels, self.compared, task_type=self.task_type,
-                        label_names=self.label_names)
+                        label_names=self.label_names, rows=got)
         found = {"examples": len(self.data), "max_abs_logit_diff": difference,
                  "agreement": mine.get("agreement", 1.0) if len(self.data) else 1.0}
         if self.exact:

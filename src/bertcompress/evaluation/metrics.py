@@ -67,24 +67,27 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_labels: int)
 
 
 def score(model: nn.Module, data: Encoded, num_labels: int, reference=None, task_type: str | None = None,
-          label_names: list[str] | None = None) -> tuple[dict, object]:
+          label_names: list[str] | None = None, rows: list[torch.Tensor] | None = None) -> tuple[dict, object]:
     """The model's scores on `data` and what a later model is compared against (`reference`): for
     classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`),
     and mean cosine (as `agreement`) and neighbour recall against the reference's vectors; for QA, SQuAD
     F1 (as `accuracy`) and exact match, and the share of identical answers (as `agreement`); for tags,
-    entity-level F1 (as `accuracy`; `label_names` default to the model config's) and word agreement."""
+    entity-level F1 (as `accuracy`; `label_names` default to the model config's) and word agreement.
+    `rows`: the model's `outputs` on `data` when the caller already has them."""
     task_type = task_type or task_type_of(model)
+    rows = outputs(model, data, task_type=task_type) if rows is None else rows
     if task_type == QUESTION_ANSWERING:
-        return _span_score(model, data, reference)
+        return _span_score(rows, data, reference)
     if task_type == TOKEN_CLASSIFICATION:
-        return _tag_score(model, data, reference, label_names)
+        return _tag_score(model, rows, data, reference, label_names)
+    stacked = torch.stack(rows) if rows else torch.zeros(0, 0)
     if task_type == EMBEDDING:
-        vectors = logits(model, data, task_type=task_type)
+        vectors = stacked
         found = embedding_scores(vectors, data.labels, reference)
         if reference is not None:
             found["agreement"] = found["mean_cosine"]
         return {"accuracy": found["knn_accuracy"], **found}, vectors
-    predictions = predict(model, data, task_type=task_type)
+    predictions = stacked.argmax(-1).tolist() if len(data) else []
     result = {"accuracy": accuracy(predictions, data.labels),
               "macro_f1": macro_f1(predictions, data.labels, num_labels), "n": len(data)}
     if reference is not None:
@@ -92,10 +95,10 @@ def score(model: nn.Module, data: Encoded, num_labels: int, reference=None, task
     return result, predictions
 
 
-def _span_score(model: nn.Module, data: Encoded, reference: dict | None) -> tuple[dict, dict]:
+def _span_score(rows: list[torch.Tensor], data: Encoded, reference: dict | None) -> tuple[dict, dict]:
     """SQuAD exact match and F1 (F1 is the `accuracy` a budget reads); agreement: the share of questions
     answered with the same text as the reference."""
-    answers = best_answers(outputs(model, data, task_type=QUESTION_ANSWERING), data)
+    answers = best_answers(rows, data)
     golds = {e.id: [a.text for a in e.answers] for e in data.extra["examples"] if e.answers}
     found = squad_scores(answers, golds)
     result = {"accuracy": found["f1"], **found}
@@ -111,9 +114,9 @@ def is_labelled(data: Encoded) -> bool:
     return bool(data.labels) and all(label >= 0 for label in data.labels if isinstance(label, int))
 
 
-def _tag_score(model: nn.Module, data: Encoded, reference: list | None,
+def _tag_score(model: nn.Module, rows: list[torch.Tensor], data: Encoded, reference: list | None,
                label_names: list[str] | None) -> tuple[dict, list]:
-    predicted = word_predictions(outputs(model, data, task_type=TOKEN_CLASSIFICATION), data)
+    predicted = word_predictions(rows, data)
     examples = data.extra["examples"]
     names = label_names or [model.config.id2label[i] for i in range(len(model.config.id2label))]
     result = {"accuracy": None, "n": len(examples)}
