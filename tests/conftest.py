@@ -1,6 +1,8 @@
 """Shared fixtures: tiny random BERT-family models and a tiny WordPiece tokenizer, built in-process."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, DistilBertConfig,
@@ -45,6 +47,10 @@ def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, layers:
 
 
 FAMILIES = ("bert", "roberta", "electra", "distilbert")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker: the workers share the cores, and oversubscribed torch threads slow both.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

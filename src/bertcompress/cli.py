@@ -1,4 +1,5 @@
-"""Command line: `bertcompress run | optimize | compress | eval | bench | export | predict | heads | hardware | methods`."""
+"""Command line: `bertcompress run | optimize | reproduce | compress | eval | bench | export | predict | heads | hardware |
+methods`."""
 from __future__ import annotations
 
 import functools
@@ -518,6 +519,36 @@ def heads_command(
     path = write_head_analysis(loaded, spec, bc.load_tokenizer(data.model), out, examples=examples, split=split,
                                max_length=max_length, keep_one=keep_one, overwrite=overwrite)
     console.print(f"[green]wrote[/] {path / 'heads.md'}")
+
+
+@app.command()
+def reproduce(
+    claims: list[str] = typer.Option(["all"], "--claims", "-c", help="claim IDs 1-15 to rerun (repeat), or all"),
+    task: list[str] = typer.Option(["rotten_tomatoes"], "--task", "-t",
+                                   help="rotten_tomatoes, vitaminc or squad; repeat for several"),
+    seeds: Optional[int] = typer.Option(None, min=1, max=10, help="teachers and variants per claim (default: 3, "
+                                                                  "--quick: 1)"),
+    quick: bool = typer.Option(False, "--quick", help="1 seed, a tenth of each claim's training, 500 test "
+                                                      "examples: about 30 minutes on 2 cores; every row says so"),
+    model: str = ModelOpt,
+    out: Path = typer.Option(Path("reproduction"), "--out", "-o", help="directory for REPRODUCTION.md, "
+                                                                        "reproduction.json and the plots"),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Rerun the survey's claims on real models and judge each (holds / partly / does not hold) with paired
+    tests that respect seed noise. Resumable: built variants and measured results are cached."""
+    from dataclasses import replace
+
+    from bertcompress.reproduce.runner import ReproduceOptions, reproduce as run_reproduce, select_claims
+    from bertcompress.reproduce.spec import FULL, QUICK
+
+    chosen = select_claims([c for item in claims for c in item.split(",") if c])
+    check_output_path(out, overwrite)
+    check_source(model)
+    budget = QUICK if quick else FULL
+    if seeds is not None:
+        budget = replace(budget, seeds=tuple(range(seeds)))
+    run_reproduce(ReproduceOptions(chosen, task, budget, model, out, overwrite), console)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,3 +83,13 @@ def test_sub_8_bit_model_is_smaller_on_disk():
     # a tiny model is dominated by biases, LayerNorms and position embeddings, which stay fp32
     assert stored_bytes(model) < before / 3.5
     assert size_on_disk(model)["weights"] < before / 2.5  # plus the safetensors header
+
+
+def test_empty_targets_quantize_the_embedding_table_only():
+    model = tiny_model()
+    report = bc.compress(model, bc.NaivePTQ(weight_bits=3, targets=[], embeddings=True), bc.Context())
+    assert report.modules_changed == 1
+    assert type(model.bert.encoder.layer[0].intermediate.dense) is torch.nn.Linear
+    assert type(model.bert.embeddings.word_embeddings).__name__ == "PackedEmbedding"
+    with pytest.raises(bc.BertCompressError, match="nothing to quantize"):
+        bc.NaivePTQ(targets=[])

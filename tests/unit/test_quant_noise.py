@@ -114,3 +114,24 @@ def test_centroid_finetuning_moves_codebooks_not_indices(tokenizer):
     assert torch.equal(before.codes, after.codes)
     assert not torch.allclose(before.codebook, after.codebook)
     assert not after.codebook.requires_grad
+
+
+def test_zero_epochs_quantizes_the_trained_weights_without_noise_training(tokenizer):
+    """epochs=0 is iPQ after training (the baseline Quant-Noise is compared with): no step is taken, and the
+    codes are those of the untouched weights."""
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=tiny_model(),
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
+    model = tiny_model()
+    original = model.bert.encoder.layer[0].output.dense.weight.detach().clone()
+    config = dict(scheme="ipq", block_size=4, codebook_size=16, embeddings=False, centroid_epochs=0)
+    report = bc.compress(model, bc.QuantNoise(epochs=0, **config), ctx)
+    assert report.metrics["train_steps"] == 0 and "quantized after training" in report.notes[0]
+    with torch.no_grad():
+        direct_linear = nn.Linear(48, 32)
+        direct_linear.weight.copy_(original)
+        direct = PQLinear.from_linear(direct_linear, 4, 16, 15, 0)
+    assert torch.equal(model.bert.encoder.layer[0].output.dense.codes, direct.codes)
+    trained = tiny_model()
+    noisy = bc.QuantNoise(epochs=1, max_steps=2, learning_rate=0.05, **config)
+    assert bc.compress(trained, noisy, ctx).metrics["train_steps"] == 2
+    assert not torch.equal(trained.bert.encoder.layer[0].output.dense.codes, direct.codes)

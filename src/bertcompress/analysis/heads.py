@@ -67,6 +67,15 @@ def analyze_heads(model: nn.Module, task: Task, tokenizer, examples: int = 256, 
                   max_length: int = 64, batch_size: int = 32, keep_one: bool = True) -> HeadAnalysis:
     """Every head analysis on the first `examples` of `split`; token frequencies come from the train split."""
     data = _sample(task, tokenizer, split, examples, max_length)
+    patterns, roles = attention_statistics(model, data, task, tokenizer, max_length, batch_size)
+    ablation = ablate_heads(model, data, keep_one, batch_size)
+    importance = [s.tolist() for s in gradient_importance(model, data, "heads", batch_size)]
+    return HeadAnalysis(patterns, roles, ablation, importance, task.name, split, len(data))
+
+
+def attention_statistics(model: nn.Module, data: Encoded, task: Task, tokenizer, max_length: int = 64,
+                         batch_size: int = 32) -> tuple[list[dict], list[dict]]:
+    """Per-head Kovaleva pattern rows and Voita role rows over `data`; rarity counts come from the train split."""
     frequencies = token_frequencies(encode(task.split("train"), tokenizer, max_length).ids)
     special = special_token_ids(tokenizer)
     patterns, roles = PatternTally(), RoleTally()
@@ -74,9 +83,7 @@ def analyze_heads(model: nn.Module, task: Task, tokenizer, examples: int = 256, 
         maps, layout = attention_maps(model, batch), layout_of(batch, special)
         patterns.add(maps, layout)
         roles.add(maps, layout, frequency_tensor(batch["input_ids"], frequencies))
-    ablation = ablate_heads(model, data, keep_one, batch_size)
-    importance = [s.tolist() for s in gradient_importance(model, data, "heads", batch_size)]
-    return HeadAnalysis(patterns.rows(), roles.rows(), ablation, importance, task.name, split, len(data))
+    return patterns.rows(), roles.rows()
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

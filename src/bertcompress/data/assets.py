@@ -163,6 +163,8 @@ def fetch(name: str) -> Path:
         staged.mkdir()
         _extract(archive, asset.members, staged)
         (staged / ".complete").write_text(asset.archive_sha256)
+        if (final / ".complete").exists():  # another process (a parallel test worker) finished first
+            return final
         if final.exists():
             shutil.rmtree(final)
         staged.rename(final)

@@ -13,7 +13,7 @@ from bertcompress.data.qa import best_answers
 from bertcompress.data.tagging import word_predictions
 from bertcompress.evaluation.embedding import embedding_scores
 from bertcompress.evaluation.entities import entity_scores
-from bertcompress.evaluation.spans import squad_scores
+from bertcompress.evaluation.spans import squad_scores, token_f1
 
 PER_TOKEN = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
 
@@ -127,3 +127,19 @@ def _tag_score(model: nn.Module, rows: list[torch.Tensor], data: Encoded, refere
         pairs = [(p, r) for mine, theirs in zip(predicted, reference) for p, r in zip(mine, theirs)]
         result["agreement"] = sum(p == r for p, r in pairs) / max(len(pairs), 1)
     return result, predicted
+
+
+def per_example(data: Encoded, rows: list[torch.Tensor], task_type: str) -> list[float]:
+    """One score per example, for paired tests: 1/0 for a right/wrong class, the best SQuAD F1 over a
+    question's answers, the share of a sentence's words tagged right. Embeddings have no per-example score."""
+    if task_type == QUESTION_ANSWERING:
+        answers = best_answers(rows, data)
+        return [max((token_f1(answers.get(e.id, ""), a.text) for a in e.answers), default=0.0)
+                for e in data.extra["examples"]]
+    if task_type == TOKEN_CLASSIFICATION:
+        predicted = word_predictions(rows, data)
+        return [sum(p == t for p, t in zip(mine, e.tags)) / max(len(e.tags), 1)
+                for mine, e in zip(predicted, data.extra["examples"])]
+    if task_type == EMBEDDING:
+        raise ValueError("embedding models have no per-example score; compare them to a reference instead")
+    return [float(row.argmax(-1).item() == label) for row, label in zip(rows, data.labels)]

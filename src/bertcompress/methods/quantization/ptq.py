@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch.nn as nn
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
@@ -30,13 +30,19 @@ class NaivePTQ(LinearTargets):
     calibration_examples: int = Field(256, ge=1, description="training examples used to observe ranges")
     embeddings: bool = Field(False, description="also quantize the word-embedding table (same bits)")
 
+    @model_validator(mode="after")
+    def _something_to_quantize(self) -> "NaivePTQ":
+        if self.targets == [] and not self.embeddings:
+            raise ValueError("targets is empty and embeddings is false: nothing to quantize")
+        return self
+
     def weight_spec(self) -> QuantSpec:
         return QuantSpec(self.weight_bits, self.symmetric, self.granularity, self.group_size)
 
 
 @register(NaivePTQ, bytes_of="replaced_modules")
 def apply_naive_ptq(model: nn.Module, config: NaivePTQ, ctx: Context) -> StepReport:
-    linears = chosen_linears(model, config)
+    linears = {} if config.targets == [] else chosen_linears(model, config)  # []: the embedding table only
     spec = config.weight_spec()
     for name, linear in linears.items():
         spec.check_shape(linear.weight.shape, name)

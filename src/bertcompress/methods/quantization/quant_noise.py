@@ -34,7 +34,7 @@ class QuantNoise(LinearTargets):
     codebook_size: int = Field(256, ge=2, le=4096, description="iPQ centroids per Linear")
     kmeans_iterations: int = Field(15, ge=1)
     refresh_every: int = Field(100, ge=1, description="steps between iPQ codebook refreshes")
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, ge=0, description="noise training; 0 = quantize after training (the baseline)")
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     embeddings: bool = Field(True, description="noise on and quantize the embedding tables too")
@@ -114,11 +114,8 @@ def _finetune_centroids(model: nn.Module, config: QuantNoise, ctx: Context, repo
     report.metrics["centroid_steps"] = result.steps
 
 
-@register(QuantNoise, bytes_of="replaced_modules")
-def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> StepReport:
-    noisy = chosen_linears(model, config)
-    if config.embeddings:
-        noisy.update(embedding_tables(model))
+def _train_with_noise(model: nn.Module, noisy: dict[str, nn.Module], config: QuantNoise,
+                      ctx: Context) -> tuple[int, float]:
     generator = torch.Generator().manual_seed(config.seed)
     for module in noisy.values():
         parametrize.register_parametrization(module, "weight", BlockNoise(config, module.weight, generator))
@@ -127,16 +124,26 @@ def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> Ste
                       max_steps=config.max_steps, distill=config.distill, hooks=hooks)
     for module in noisy.values():
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    return result.steps, result.seconds
+
+
+@register(QuantNoise, bytes_of="replaced_modules")
+def apply_quant_noise(model: nn.Module, config: QuantNoise, ctx: Context) -> StepReport:
+    noisy = chosen_linears(model, config)
+    if config.embeddings:
+        noisy.update(embedding_tables(model))
+    steps, seconds = _train_with_noise(model, noisy, config, ctx) if config.epochs > 0 or config.max_steps else (0, 0.0)
     report = StepReport()
     replace_each(model, noisy, _final(config), report)
-    report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1)})
+    report.metrics.update({"train_steps": steps, "train_seconds": round(seconds, 1)})
     if config.scheme == "ipq" and config.centroid_epochs > 0:
         _finetune_centroids(model, config, ctx, report)
     storage = {"int8": "int8 weights, int8 GEMMs", "int4": "4-bit packed weights (dequantized for compute)",
                "ipq": f"PQ codebooks ({config.codebook_size} x {config.block_size}) + indices, rebuilt for compute"}
     tuned = f", then {report.metrics['centroid_steps']} steps of centroid fine-tuning" \
         if "centroid_steps" in report.metrics else ""
-    report.notes.append(f"Quant-Noise p={config.p} for {result.steps} steps{tuned}; stored as "
+    trained = f"Quant-Noise p={config.p} for {steps} steps" if steps else "quantized after training (no noise)"
+    report.notes.append(f"{trained}{tuned}; stored as "
                         f"{storage[config.scheme]}; embeddings {'quantized the same way' if config.embeddings else 'fp32'}"
                         "; sizes include codebooks, indices and scales")
     return report

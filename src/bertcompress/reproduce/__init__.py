@@ -1,0 +1,1 @@
+"""Rerun the survey's claims and judge them (`bertcompress reproduce`)."""
