@@ -147,3 +147,27 @@ def test_report_has_a_row_per_claim_and_its_plots(toy_teacher, tmp_path):
         assert (out / png).exists() and f"]({png})" in text
     record = json.loads((out / "reproduction.json").read_text())
     assert [c["id"] for c in record["tasks"][0]["claims"]] == ["6", "8", "15"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--claims", "3,99"], "unknown claim(s) 99; allowed: all or 1, 2"),
+    (["--task", "imdb"], "unknown task(s) imdb; allowed: rotten_tomatoes, vitaminc, squad"),
+    (["--seeds", "0"], "--seeds"),
+    (["--model", "no/such/dir"], "model path 'no/such/dir' not found"),
+])
+def test_bad_reproduce_options_are_one_line(args, fragment, tmp_path):
+    from tests.unit.test_cli import assert_clean_error, bertcompress
+
+    result = bertcompress("reproduce", "--quick", "--out", tmp_path / "out", *args)
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_refuses_an_output_it_did_not_write(tmp_path):
+    from tests.unit.test_cli import assert_clean_error, bertcompress
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    assert_clean_error(bertcompress("reproduce", "--quick", "--out", mine), str(mine))
+    assert (mine / "keep.txt").read_text() == "mine"
