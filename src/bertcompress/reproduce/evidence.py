@@ -19,6 +19,7 @@ class Evidence:
     results: dict[str, dict[int, dict]] = field(default_factory=dict)  # name -> seed -> scores, bytes, reports
     probes: dict[str, dict[int, dict]] = field(default_factory=dict)  # probe -> seed -> its result
     speed: dict[str, dict] = field(default_factory=dict)  # name -> {"b1": x, "b32": x} speedup vs the teacher
+    threads: int = 1  # torch threads the speedups were measured with
 
     @property
     def seeds(self) -> list[int]:

@@ -78,7 +78,8 @@ def write_report(directory: Path, claims: list[Claim], sections: list[tuple[Evid
     env = context["environment"]
     minutes = context["wall_seconds"] / 60
     lines = ["# Reproducing the survey's claims", "",
-             f"`bertcompress reproduce` on {context['model']}; CPU {env.get('cpu', '?')}, {env.get('threads')} "
+             f"`bertcompress reproduce` on {context['model']}; CPU {env.get('cpu', '?')} "
+             f"({', '.join(env.get('cpu_features') or ['no AVX-512/VNNI/AMX'])}), {env.get('threads')} "
              f"thread(s); wall time {minutes:.1f} min for this run (cached variants and results reused).", "",
              "## How verdicts are decided", "", RULES, ""]
     record = {"context": context, "rules": RULES, "tasks": []}

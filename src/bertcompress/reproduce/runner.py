@@ -64,7 +64,7 @@ def needed_specs(claims: list[Claim], budget: Budget) -> list[Spec]:
 
 
 def spec_key(spec: Spec, specs: dict[str, Spec]) -> str:
-    steps = [*(s.to_dict() for s in specs[spec.after].steps)] if spec.after else []
+    steps = [s.to_dict() for s in specs[spec.after].steps] if spec.after else []
     described = {"after": steps, "steps": [s.to_dict() for s in spec.steps]}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -169,7 +169,8 @@ def gather(task: Task, claims: list[Claim], options: ReproduceOptions, console: 
                 _key(name, json.dumps(probe_data_sizes(budget)), seed), lambda: PROBES[name](inputs))
         timed = [s.name for s in specs.values() if s.timed]
         if index == 0 and timed:
-            evidence.speed = _speedups(teacher.model, {n: run.model(n)[0] for n in timed}, budget.repeats, console)
+            evidence.speed, evidence.threads = _speedups(teacher.model, {n: run.model(n)[0] for n in timed},
+                                                         budget.repeats, console)
     return evidence
 
 
@@ -177,11 +178,13 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:20]
 
 
-def _speedups(teacher: nn.Module, models: dict[str, nn.Module], repeats: int, console: Console) -> dict:
+def _speedups(teacher: nn.Module, models: dict[str, nn.Module], repeats: int,
+              console: Console) -> tuple[dict, int]:
+    """Each model's median paired speedup over the teacher at batch 1 and 32, and the threads used."""
     console.print(f"timing {len(models)} variant(s) against the teacher, interleaved, {repeats} rounds")
     latency = benchmark_many({TEACHER: teacher, **models}, (1, 32), 64, repeats)
     return {name: {f"b{b}": paired_speedup(latency[TEACHER][f"batch_{b}"], latency[name][f"batch_{b}"])["median"]
-                   for b in (1, 32)} for name in models} | {"_threads": latency[TEACHER]["threads"]}
+                   for b in (1, 32)} for name in models}, latency[TEACHER]["threads"]
 
 
 def judge(claim: Claim, evidence: Evidence) -> Finding:
@@ -207,7 +210,7 @@ def reproduce(options: ReproduceOptions, console: Console | None = None) -> Path
                           load_tokenizer(options.model))
         findings = {c.id: judge(c, evidence) for c in options.claims}
         sections.append((evidence, findings))
-    threads = next((e.speed.get("_threads") for e, _ in sections if e.speed), 1)
+    threads = next((e.threads for e, _ in sections if e.speed), 1)
     context = {"environment": environment(threads), "wall_seconds": round(time.perf_counter() - started, 1),
                "model": options.model}
     target = write_atomically(target, lambda d: write_report(d, options.claims, sections, context),
