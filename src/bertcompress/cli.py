@@ -320,7 +320,8 @@ def check_runtime_type(loaded, task_type: str, source: str) -> None:
 
 
 def embedding_line(spec, split: str, loaded, reference, tokenizer, max_length: int) -> str:
-    """10-NN accuracy, and mean cosine / neighbour recall against the reference model's vectors."""
+    """10-NN accuracy (Spearman's rho on scored pairs), and mean cosine / neighbour recall against the
+    reference model's vectors."""
     import bertcompress as bc
     from bertcompress.data.batching import encode
     from bertcompress.evaluation.metrics import score
@@ -332,10 +333,14 @@ def embedding_line(spec, split: str, loaded, reference, tokenizer, max_length: i
         own_tokenizer = bc.load_tokenizer(getattr(reference, "_bertcompress_source"))
         vectors = score(reference, encode(examples, own_tokenizer, max_length), spec.num_labels)[1]
     result, _ = score(loaded, data, spec.num_labels, vectors)
-    knn = "no labels" if result["knn_accuracy"] is None else f"{100 * result['knn_accuracy']:.2f}"
+    if "spearman" in result:
+        quality = f"Spearman {100 * result['spearman']:.2f} over {result['pairs']} pairs"
+    else:
+        quality = "10-NN accuracy " + ("no labels" if result["knn_accuracy"] is None
+                                       else f"{100 * result['knn_accuracy']:.2f}")
     agreement = "" if vectors is None else (f"  mean cosine {result['mean_cosine']:.4f}  recall@10 "
                                             f"{result['neighbour_recall_at_10']:.3f}")
-    return f"{spec.name} {split}: 10-NN accuracy {knn}{agreement}  (n={result['n']})"
+    return f"{spec.name} {split}: {quality}{agreement}  (n={result['n']} texts)"
 
 
 @app.command()

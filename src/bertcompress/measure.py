@@ -24,7 +24,7 @@ from bertcompress.model_dir import weights_path
 
 MB = 1e6
 EMBEDDING_KEYS = ("mean_cosine", f"neighbour_recall_at_{NEIGHBOURS}")
-TYPE_SCORES = ("exact_match", "precision", "recall")  # QA and tagging scores beside F1 (their `accuracy`)
+TYPE_SCORES = ("exact_match", "precision", "recall", "spearman")  # beside each type's `accuracy`
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,91 @@ def test_embedding_files_read_text_lines_and_labelled_tables(tmp_path):
     few.write_text("one\ntwo\n")
     with pytest.raises(BertCompressError, match="few.txt: 2 texts"):
         tasks.from_files(few, task_type="embedding")
+
+
+def test_spearman_ranks_with_ties_and_is_sign_and_scale_free():
+    from bertcompress.evaluation.embedding import ranks, spearman
+
+    assert ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    x = torch.randn(50, generator=torch.Generator().manual_seed(0))
+    assert spearman(x, x.exp() * 7) == pytest.approx(1.0)  # monotone maps keep the ranks
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(x, torch.ones(50)) == 0.0
+    # against a closed form: no ties, rho = 1 - 6 sum d^2 / (n (n^2 - 1))
+    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), torch.tensor([2.0, 1.0, 4.0, 3.0, 5.0])
+    assert spearman(a, b) == pytest.approx(1 - 6 * 4 / (5 * 24))
+
+
+def _scored_pairs_file(path, count=30):
+    rows = [("good movie", "a great film", 4.5), ("dull plot", "boring story", 4.0),
+            ("good movie", "boring story", 0.5), ("superb actor", "dull plot", 1.0)]
+    lines = ["first\tsecond\tsimilarity"] + [f"{a} {i}\t{b} {i}\t{s}" for i in range(count)
+                                              for a, b, s in [rows[i % 4]]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_scored_pairs_embed_each_text_alone_and_score_by_spearman(tmp_path):
+    columns = tasks.Columns(text="first", text_pair="second", label="similarity")
+    task = tasks.from_files(_scored_pairs_file(tmp_path / "sts.tsv"), columns=columns, task_type="embedding")
+    assert task.type == "embedding" and sum(task.counts().values()) == 30
+    test = task.split("test")
+    tokenizer, model = tiny_tokenizer(), tiny_model(task_type="embedding")
+    data = encode(test, tokenizer, 16)
+    assert len(data) == 2 * len(test)
+    assert data.type_ids is None or all(set(t) == {0} for t in data.type_ids)  # single texts, not pairs
+    vectors = logits(model, encode([tasks.Example(e.text, -1) for e in test] +
+                                   [tasks.Example(e.text_pair, -1) for e in test], tokenizer, 16))
+    result, found = score(model, data, 0)
+    torch.testing.assert_close(found, vectors)
+    cosines = F.cosine_similarity(vectors[: len(test)], vectors[len(test):], dim=-1)
+    from bertcompress.evaluation.embedding import spearman
+
+    assert result["accuracy"] == result["spearman"] == pytest.approx(
+        spearman(cosines, torch.tensor([e.score for e in test])))
+    assert result["pairs"] == len(test)
+    again, _ = score(model, data, 0, found)
+    assert again["mean_cosine"] == pytest.approx(1.0)
+    changed = _scored_pairs_file(tmp_path / "changed.tsv")
+    changed.write_text(changed.read_text().replace("\t4.5", "\t4.4"))
+    assert tasks.from_files(changed, columns=columns, task_type="embedding").fingerprint() != task.fingerprint()
+
+
+@pytest.mark.parametrize("cell, message", [("high", "column 'similarity' must be a similarity score"),
+                                           ("nan", "must be a similarity score"), ("", "is empty")])
+def test_a_pair_without_a_numeric_score_names_its_line(tmp_path, cell, message):
+    path = _scored_pairs_file(tmp_path / "sts.tsv")
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit("\t", 1)[0] + "\t" + cell
+    path.write_text("\n".join(lines) + "\n")
+    columns = tasks.Columns(text="first", text_pair="second", label="similarity")
+    with pytest.raises(BertCompressError, match=f"sts.tsv:4: .*{message}"):
+        tasks.from_files(path, columns=columns, task_type="embedding")
+    with pytest.raises(BertCompressError, match="missing column"):
+        tasks.from_files(path, columns=tasks.Columns(text="first", text_pair="second"), task_type="embedding")
+
+
+def test_eval_of_an_embedder_on_scored_pairs_prints_spearman_and_agreement(tmp_path, capsys):
+    from bertcompress.cli import main
+
+    data = _scored_pairs_file(tmp_path / "sts.tsv")
+    model = bc.save(tiny_model(task_type="embedding"), tmp_path / "embedder", tiny_tokenizer())
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "--model", str(model), "--train", str(data), "--task-type", "embedding",
+              "--text-column", "first", "--text-pair-column", "second", "--label-column", "similarity",
+              "--reference", str(model), "--max-length", "16"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    assert "Spearman" in out and "over 3 pairs" in out and "mean cosine 1.0000" in out and "n=6 texts" in out
+
+
+def test_an_embedder_distils_on_scored_pairs_from_both_texts(tmp_path):
+    columns = tasks.Columns(text="first", text_pair="second", label="similarity")
+    task = tasks.from_files(_scored_pairs_file(tmp_path / "sts.tsv"), columns=columns, task_type="embedding")
+    tokenizer, teacher = tiny_tokenizer(), tiny_model(task_type="embedding", layers=2)
+    student = tiny_model(task_type="embedding", layers=1, seed=7)
+    ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=bc.TrainConfig(batch_size=8, max_length=16))
+    data = encode(task.split("test"), tokenizer, 16)
+    before = 1 - mean_cosine(logits(student, data), logits(teacher, data))
+    bc.compress(student, bc.Distillation(max_steps=40, learning_rate=1e-3), ctx)
+    assert 1 - mean_cosine(logits(student, data), logits(teacher, data)) < before / 2

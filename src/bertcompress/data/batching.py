@@ -54,14 +54,18 @@ class Encoded:
 
 def encode(examples: Sequence[Example], tokenizer, max_length: int) -> Encoded:
     """Model inputs for a split: classification examples (single texts or pairs) and, by their type,
-    questions (windows with a document stride) or tagged sentences (labels aligned to word pieces)."""
+    questions (windows with a document stride), tagged sentences (labels aligned to word pieces) or scored
+    pairs (each text on its own, for an embedder)."""
     from bertcompress.data.qa import QAExample, encode_questions
+    from bertcompress.data.similarity import ScoredPair, encode_scored_pairs
     from bertcompress.data.tagging import TaggedExample, encode_tagged
 
     if examples and isinstance(examples[0], QAExample):
         return encode_questions(list(examples), tokenizer, max_length)
     if examples and isinstance(examples[0], TaggedExample):
         return encode_tagged(list(examples), tokenizer, max_length)
+    if examples and isinstance(examples[0], ScoredPair):
+        return encode_scored_pairs(examples, tokenizer, max_length)
     texts = [e.text for e in examples]
     pairs = [e.text_pair for e in examples]
     has_pairs = any(p is not None for p in pairs)

@@ -65,7 +65,7 @@ class Task:
             for example in self.splits[split_name]:
                 digest.update(f"{example.label}\t{example.text}\t{example.text_pair}\n".encode())
                 if not isinstance(example, Example):  # questions and tagged sentences: their labels too
-                    digest.update(repr(getattr(example, "answers", getattr(example, "tags", None))).encode())
+                    digest.update(repr(getattr(example, "answers", getattr(example, "tags", getattr(example, "score", None)))).encode())
         return digest.hexdigest()[:16]
 
     def counts(self) -> dict[str, int]:
@@ -319,7 +319,7 @@ def from_files(train: Path, evaluation: Path | None = None, columns: Columns = C
                name: str | None = None, task_type: str = CLASSIFICATION) -> Task:
     """A task from the user's CSV/TSV/JSONL: one file split 80/10/10, or a train file plus an eval file.
     Embedding tasks also read .txt (one text a line) and need no label column (labels, where given, score
-    nearest neighbours)."""
+    nearest neighbours); with a second-text column they read pairs scored by similarity (STS-style)."""
     if check_task_type(task_type) == EMBEDDING:
         return _embedding_files(Path(train), evaluation and Path(evaluation), columns, seed, name)
     if task_type in (QUESTION_ANSWERING, TOKEN_CLASSIFICATION):
@@ -366,8 +366,15 @@ def _text_lines(path: Path) -> list[Example]:
 
 def _embedding_examples(path: Path, columns: Columns, label_ids: dict[str, int] | None
                         ) -> tuple[list[Example], list[str]]:
+    """Texts (a label, where given, scores neighbours), or with a second-text column, pairs whose label column
+    holds their similarity score."""
     if path.suffix.lower() == ".txt":
         return _text_lines(path), []
+    if columns.text_pair:
+        from bertcompress.data.similarity import read_scored_pairs
+
+        rows = _rows_with(path, [columns.text, columns.text_pair, columns.label])
+        return read_scored_pairs(path, rows, columns.text, columns.text_pair, columns.label, _cell), []
     rows = _rows_with(path, [columns.text])
     if columns.label in rows[0][1]:
         return _examples(path, columns, label_ids)
@@ -377,7 +384,8 @@ def _embedding_examples(path: Path, columns: Columns, label_ids: dict[str, int] 
 def _embedding_files(train: Path, evaluation: Path | None, columns: Columns, seed: int, name: str | None) -> Task:
     examples, label_names = _embedding_examples(train, columns, None)
     if len(examples) < 20:
-        raise BertCompressError(f"{train}: {len(examples)} texts; an embedding task needs at least 20 "
+        raise BertCompressError(f"{train}: {len(examples)} {'pairs' if columns.text_pair else 'texts'}; an "
+                                "embedding task needs at least 20 "
                                 "(neighbours are scored within each split)")
     if evaluation is None:
         splits = seeded_split(examples, seed)

@@ -1,6 +1,7 @@
 """How good a compressed sentence embedder is: agreement with its teacher's vectors (mean cosine; recall@k
 of the teacher's nearest neighbours over a corpus) and, where texts carry labels, leave-one-out kNN
-accuracy (a label read off the k nearest other texts, by cosine)."""
+accuracy (a label read off the k nearest other texts, by cosine); where texts come in pairs with a
+similarity score (STS-style), Spearman's rho between the pairs' cosines and the scores."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,3 +61,34 @@ def embedding_scores(vectors: torch.Tensor, labels: Sequence[int], reference: to
         found |= {"mean_cosine": mean_cosine(vectors, reference),
                   f"neighbour_recall_at_{NEIGHBOURS}": neighbour_recall(vectors, reference)}
     return found
+
+
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based ranks, ties sharing their mean rank."""
+    order = values.argsort()
+    sorted_values = values[order]
+    ranked = torch.empty_like(values, dtype=torch.float64)
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranked[order[start : end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranked
+
+
+def spearman(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Spearman's rank correlation (Pearson's of the ranks); 0 when either side is constant."""
+    a, b = ranks(first.double()), ranks(second.double())
+    a, b = a - a.mean(), b - b.mean()
+    scale = float(a.norm() * b.norm())
+    return float(a @ b) / scale if scale else 0.0
+
+
+def pair_scores(vectors: torch.Tensor, gold: Sequence[float]) -> dict:
+    """Spearman's rho between each pair's cosine (vectors: all first texts, then all second texts) and the
+    gold scores."""
+    count = len(gold)
+    cosines = F.cosine_similarity(vectors[:count].float(), vectors[count : 2 * count].float(), dim=-1)
+    return {"spearman": spearman(cosines, torch.tensor(list(gold))), "pairs": count}

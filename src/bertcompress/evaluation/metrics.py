@@ -11,7 +11,7 @@ from bertcompress.core.task_types import (EMBEDDING, QUESTION_ANSWERING, TOKEN_C
 from bertcompress.data.batching import Encoded, model_inputs
 from bertcompress.data.qa import best_answers
 from bertcompress.data.tagging import word_predictions
-from bertcompress.evaluation.embedding import embedding_scores
+from bertcompress.evaluation.embedding import embedding_scores, pair_scores
 from bertcompress.evaluation.entities import entity_scores
 from bertcompress.evaluation.spans import squad_scores, token_f1
 
@@ -69,8 +69,8 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_labels: int)
 def score(model: nn.Module, data: Encoded, num_labels: int, reference=None, task_type: str | None = None,
           label_names: list[str] | None = None, rows: list[torch.Tensor] | None = None) -> tuple[dict, object]:
     """The model's scores on `data` and what a later model is compared against (`reference`): for
-    classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`),
-    and mean cosine (as `agreement`) and neighbour recall against the reference's vectors; for QA, SQuAD
+    classifiers accuracy, macro-F1 and prediction agreement; for embedders kNN accuracy (as `accuracy`; on
+    scored pairs Spearman's rho of the pairs' cosines), and mean cosine (as `agreement`) and neighbour recall against the reference's vectors; for QA, SQuAD
     F1 (as `accuracy`) and exact match, and the share of identical answers (as `agreement`); for tags,
     entity-level F1 (as `accuracy`; `label_names` default to the model config's) and word agreement.
     `rows`: the model's `outputs` on `data` when the caller already has them."""
@@ -86,6 +86,9 @@ def score(model: nn.Module, data: Encoded, num_labels: int, reference=None, task
         found = embedding_scores(vectors, data.labels, reference)
         if reference is not None:
             found["agreement"] = found["mean_cosine"]
+        if "similarity_scores" in data.extra:  # scored pairs: Spearman's rho is what a budget reads
+            found |= pair_scores(vectors, data.extra["similarity_scores"])
+            return {"accuracy": found["spearman"], **found}, vectors
         return {"accuracy": found["knn_accuracy"], **found}, vectors
     predictions = stacked.argmax(-1).tolist() if len(data) else []
     result = {"accuracy": accuracy(predictions, data.labels),

@@ -33,6 +33,8 @@ SECOND_SCORE = {"classification": "test_macro_f1", "question_answering": "test_e
 def variant_table(rows: list[dict], task_type: str = "classification") -> str:
     """One row per variant; embedders show 10-NN accuracy, mean cosine and neighbour recall to the teacher."""
     quality = QUALITY_HEADERS.get(task_type, QUALITY_HEADERS["classification"])
+    if rows and "test_spearman" in rows[0]:  # scored pairs: the score is Spearman's rho, not 10-NN accuracy
+        quality = ["val Spearman", "test Spearman", *quality[2:]]
     headers = ["variant", *quality, "size on disk (MB)",
                "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
                "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
