@@ -13,7 +13,7 @@ from bertcompress.search.optimize import OptimizeOptions, corners, optimize
 from bertcompress.search.space import SearchSpace, describe, recipe_for
 from bertcompress.search.study import open_storage, open_study
 from bertcompress.training.loop import TrainConfig
-from tests.conftest import tiny_model
+from tests.conftest import tiny_model, tiny_tokenizer, toy_task
 
 PARAMS = {"layers": 1, "head_fractions": 0.5, "ffn_fractions": 0.25, "vocabulary": True,
           "quantization": "int8+embeddings", "distill_epochs": 1.0, "recovery_epochs": 0.5}
@@ -138,3 +138,40 @@ def test_bad_options_are_refused_before_any_training(search, change, message):
     with pytest.raises(BertCompressError, match=message.replace("(", r"\(")):
         optimize(task, options)
     assert not (options.output / "search").exists()
+
+
+def _unlabelled_embedding_task():
+    task = toy_task("embedding")
+    splits = {name: [tasks.Example(e.text, -1) for e in examples] for name, examples in task.splits.items()}
+    return tasks.Task("toy-texts", [], splits, type="embedding")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_type, scored_by", [("question_answering", "F1"),
+                                                  ("token_classification", "entity F1"),
+                                                  ("embedding", "mean cosine to the teacher")])
+def test_search_on_every_task_type_reads_that_types_score(search, tmp_path, task_type, scored_by):
+    _, options = search
+    model_dir = tmp_path / task_type
+    labels = 3 if task_type == "token_classification" else 2
+    bc.save(tiny_model(task_type=task_type, num_labels=labels), model_dir, tiny_tokenizer())
+    task = _unlabelled_embedding_task() if task_type == "embedding" else toy_task(task_type)
+    options.model, options.trials = str(model_dir), 2
+    target = optimize(task, options)
+    rows = json.loads((target / "frontier.json").read_text())
+    assert all(0.0 <= row["val_accuracy"] <= 1.0 and 0.0 <= row["test_accuracy_mean"] <= 1.0 for row in rows)
+    if task_type == "embedding":  # agreement with itself: exactly the teacher's vectors
+        assert rows[0]["val_accuracy"] == pytest.approx(1.0) and rows[0]["test_accuracy_mean"] == pytest.approx(1.0)
+    report = (target / "frontier.md").read_text()
+    assert f"| val {scored_by} | test {scored_by} |" in report and f"points of {scored_by}" in report
+    assert json.loads((target / "trials.json").read_text())["summary"]["score"] == scored_by
+
+
+def test_score_names_follow_the_task_and_its_data(tmp_path):
+    from bertcompress.data.similarity import ScoredPair
+    from bertcompress.search.trials import score_name
+
+    assert score_name(toy_task()) == "accuracy" and score_name(toy_task("embedding")) == "10-NN accuracy"
+    assert score_name(_unlabelled_embedding_task()) == "mean cosine to the teacher"
+    pairs = [ScoredPair("good film", "fine movie", 4.0)] * 3
+    assert score_name(tasks.Task("sts", [], {"validation": pairs}, type="embedding")) == "Spearman"

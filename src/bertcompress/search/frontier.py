@@ -43,15 +43,18 @@ def frontier_row(name: str, kind: str, measured: dict[str, Any], teacher: dict[s
 
 
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The frontier's table; `val_accuracy` and the test columns hold the task's score (`summary['score']`:
+    accuracy, F1, entity F1, Spearman, ...), kept under the issue's key names."""
+    scored_by = summary.get("score", "accuracy")
     lines = [f"# Frontier: {summary['task']}, objective {summary['objective']}, max drop "
-             f"{summary['max_drop']:g} points", "",
+             f"{summary['max_drop']:g} points of {scored_by}", "",
              f"{summary['trials']} trials ({summary['search_seconds'] / 60:.1f} min of search); chosen within the "
-             f"budget on validation accuracy: **{summary['chosen'] or 'none within the budget'}**. "
-             "Test accuracy is measured for the frontier only and never used to choose.", "",
+             f"budget on validation {scored_by}: **{summary['chosen'] or 'none within the budget'}**. "
+             f"Test {scored_by} is measured for the frontier only and never used to choose.", "",
              f"Timed in one run on {summary['cpu']['name']} ({', '.join(summary['cpu']['features']) or '-'}); "
              "speedups are to the fp32 teacher in torch.", "",
-             "| model | kind | runtime | val acc | test acc | Δ test (points) | speedup b1 | speedup b32 | size MB | "
-             "smaller |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| model | kind | runtime | val {scored_by} | test {scored_by} | Δ test (points) | speedup b1 | "
+             "speedup b32 | size MB | smaller |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['kind']} | {r['runtime']} | {100 * r['val_accuracy']:.2f} | "
                      f"{100 * r['test_accuracy_mean']:.2f} | {r['delta_points']:+.2f} | {r['speedup_b1']:.2f}x | "

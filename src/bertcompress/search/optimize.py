@@ -20,7 +20,6 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many
-from bertcompress.evaluation.metrics import score
 from bertcompress.data.batching import encode
 from bertcompress.files import check_output_path, write_atomically
 from bertcompress.hardware import cpu_features, cpu_name
@@ -30,7 +29,7 @@ from bertcompress.reports.plots import scatter
 from bertcompress.search import frontier as fr
 from bertcompress.search.space import OBJECTIVES, SearchSpace, recipe_for
 from bertcompress.search.study import open_storage, open_study, study_key
-from bertcompress.search.trials import TrialContext, evaluate, objective_value
+from bertcompress.search.trials import TrialContext, evaluate, objective_value, score_name
 from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import get_teacher
 from bertcompress.variants import VariantCache, check_recipes, slug
@@ -102,7 +101,7 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     trials = trial_context(task, options, space, teacher, tokenizer, depth)
     teacher_val, seconds = _timed_validation(trials)
     _check_budget(options, seconds)
-    console.print(f"teacher validation accuracy {100 * teacher_val:.2f}; searching {space.choices(depth)}")
+    console.print(f"teacher validation {score_name(task)} {100 * teacher_val:.2f}; searching {space.choices(depth)}")
     study = open_study(storage, key, options.train.seed)
     if not study.trials:
         for params in corners(space, depth):
@@ -157,7 +156,7 @@ def trial_context(task: Task, options: OptimizeOptions, space: SearchSpace, teac
 
 def _timed_validation(trials: TrialContext) -> tuple[float, float]:
     started = time.perf_counter()
-    accuracy = score(trials.teacher, trials.validation, trials.task.num_labels)[0]["accuracy"]
+    accuracy = trials.task_score(trials.teacher, trials.validation, trials.validation_reference)
     return accuracy, time.perf_counter() - started
 
 
@@ -202,7 +201,7 @@ def _search(study, trials: TrialContext, options: OptimizeOptions, key: str, tas
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    callbacks = [_progress(console, teacher_val, options)]
+    callbacks = [_progress(console, teacher_val, options, score_name(task))]
     if options.trials is not None:
         callbacks.append(MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     threads = max(1, (os.cpu_count() or 1) // options.workers)
@@ -237,7 +236,7 @@ def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None
                    timeout=options.time_budget, callbacks=callbacks)
 
 
-def _progress(console: Console, teacher_val: float, options: OptimizeOptions):
+def _progress(console: Console, teacher_val: float, options: OptimizeOptions, scored_by: str):
     started = time.perf_counter()
     key = "speedup" if options.objective == "latency" else "size_ratio"
 
@@ -248,7 +247,8 @@ def _progress(console: Console, teacher_val: float, options: OptimizeOptions):
             f", {max(options.time_budget - (time.perf_counter() - started), 0) / 60:.0f} min left"
         best_text = f"{best['name']} ({best[key]:.2f}x)" if best else "none within the budget yet"
         result = trial.user_attrs.get("result")
-        found = (f"{result['name']} val {100 * result['val_accuracy']:.2f} {key} {result[key]:.2f}x" if result
+        found = (f"{result['name']} val {scored_by} {100 * result['val_accuracy']:.2f} {key} {result[key]:.2f}x"
+                 if result
                  else f"not a candidate ({trial.user_attrs.get('error', trial.state.name.lower())})")
         console.print(f"trial {trial.number + 1}: {found}; best within {options.max_drop:g} points: {best_text}{left}")
     return report
@@ -264,7 +264,7 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
     rows, saved = _measure_frontier(front, trials, options, teacher_val)
     summary = {"task": task.name, "objective": options.objective, "max_drop": options.max_drop,
                "trials": len(results), "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
-               "cpu": rows[0]["cpu"]}
+               "cpu": rows[0]["cpu"], "score": score_name(task)}
 
     def fill(directory: Path) -> None:
         for name, path in saved.items():
@@ -273,9 +273,11 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
         (directory / "trials.json").write_text(json.dumps({"summary": summary, "trials": results}, indent=2))
         plotted = [{"variant": r["name"], "test_accuracy": r["test_accuracy_mean"], "is_teacher": r["kind"] == "teacher",
                     "speedup_b32": r["speedup_b32"], "size_mb": r["size_mb"]} for r in rows]
+        y = {"y_label": f"test {summary['score']} (x100)"}
         scatter(plotted, "speedup_b32", "speedup over the fp32 teacher, batch 32", directory / "accuracy_vs_speedup.png",
-                "Frontier: accuracy vs speed")
-        scatter(plotted, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png", "Frontier: accuracy vs size")
+                f"Frontier: {summary['score']} vs speed", **y)
+        scatter(plotted, "size_mb", "size on disk (MB)", directory / "accuracy_vs_size.png",
+                f"Frontier: {summary['score']} vs size", **y)
         (directory / "frontier.md").write_text(fr.markdown(rows, summary))
 
     target = write_atomically(target, fill, overwrite=options.overwrite, kind="optimize")
@@ -301,10 +303,12 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
     timed = benchmark_many(models, (1, 32), trials.seq_len, options.repeats)
     cpu = {"name": cpu_name(), "features": cpu_features()}
     test = encode(trials.task.split("test"), trials.tokenizer, trials.ctx.train.max_length)
+    test_reference = trials.reference(test)
     measured = {}
     for name, model in models.items():
-        measured[name] = {"validation_accuracy": score(model, trials.validation, trials.task.num_labels)[0]["accuracy"],
-                          "test_accuracy": score(model, test, trials.task.num_labels)[0]["accuracy"],
+        measured[name] = {"validation_accuracy": trials.task_score(model, trials.validation,
+                                                                   trials.validation_reference),
+                          "test_accuracy": trials.task_score(model, test, test_reference),
                           "size_mb": sizes[name] / 1e6, "seed": trials.ctx.seed,
                           **latency_fields(timed[name], timed[TEACHER], (1, 32))}
     rows = [fr.frontier_row(name, kinds[name], measured[name], measured[TEACHER], cpu, recipes.get(name),

@@ -12,7 +12,9 @@ from typing import Any
 import torch.nn as nn
 
 from bertcompress.core.context import Context
+from bertcompress.core.task_types import EMBEDDING
 from bertcompress.data.batching import Encoded, encode
+from bertcompress.data.similarity import ScoredPair
 from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many
 from bertcompress.evaluation.metrics import score
@@ -43,11 +45,33 @@ class TrialContext:
     repeats: int = 5
     teacher_bytes: int = 0
     validation: Encoded | None = None
+    validation_reference: Any = None
     exports: Path = field(default_factory=lambda: Path("exports"))
 
     def __post_init__(self):
         self.validation = encode(self.task.split("validation"), self.tokenizer, self.ctx.train.max_length)
+        self.validation_reference = self.reference(self.validation)
         self.teacher_bytes = directory_bytes_of(self.teacher_path, exclude_tokenizer=True)
+
+    def reference(self, data: Encoded) -> Any:
+        """The teacher's vectors on `data` for an embedding task (its agreement score needs them), else None."""
+        return score(self.teacher, data, self.task.num_labels)[1] if self.task.type == EMBEDDING else None
+
+    def task_score(self, model: nn.Module, data: Encoded, reference: Any) -> float:
+        """The task's own score (accuracy, SQuAD F1, entity F1; for embedders Spearman's rho on scored pairs
+        or 10-NN accuracy on labelled texts), or for an embedder of unlabelled texts its mean cosine to the
+        teacher's vectors (`reference`): what the budget reads (see `score_name`)."""
+        found = score(model, data, self.task.num_labels, reference, label_names=self.task.label_names)[0]
+        return found["accuracy"] if found["accuracy"] is not None else found["mean_cosine"]
+
+
+def score_name(task: Task) -> str:
+    """What `TrialContext.task_score` measures on this task, in words."""
+    if task.type != EMBEDDING:
+        return {"question_answering": "F1", "token_classification": "entity F1"}.get(task.type, "accuracy")
+    if isinstance(next(iter(task.split("validation")), None), ScoredPair):
+        return "Spearman"
+    return "10-NN accuracy" if task.label_names else "mean cosine to the teacher"
 
 
 def candidate(trials: TrialContext, params: dict[str, Any]) -> tuple[str, nn.Module, Path, dict]:
@@ -77,11 +101,10 @@ def openvino_static(trials: TrialContext, source: Path, name: str) -> tuple[nn.M
 
 
 def evaluate(trials: TrialContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validation accuracy, speedup over the teacher at the search's batch size, size on disk."""
+    """Validation score (`score_name`), speedup over the teacher at the search's batch size, size on disk."""
     started = time.perf_counter()
     name, model, path, recipe = candidate(trials, params)
-    task = trials.task
-    accuracy = score(model, trials.validation, task.num_labels, label_names=task.label_names)[0]["accuracy"]
+    accuracy = trials.task_score(model, trials.validation, trials.validation_reference)
     timed = benchmark_many({"teacher": trials.teacher, name: model}, (trials.batch_size,), trials.seq_len,
                            trials.repeats)
     speedup = paired_speedup(timed["teacher"][f"batch_{trials.batch_size}"],
