@@ -103,7 +103,7 @@ def test_search_writes_the_frontier_and_resumes_its_study(search, tmp_path):
     assert all(tuple(row) == fr.FRONTIER_KEYS for row in rows)
     assert [r["kind"] for r in rows][0] == "teacher" and {r["kind"] for r in rows[1:]} == {"ours"}
     trials = json.loads((target / "trials.json").read_text())
-    assert trials["summary"]["trials"] == 3
+    assert trials["summary"]["trials"] + trials["summary"]["stopped_before_training"] == 3
     for row in rows[1:]:
         assert (target / "models" / row["name"]).is_dir()
     assert (target / "frontier.md").read_text().count("| ours |") == len(rows) - 1
@@ -112,7 +112,7 @@ def test_search_writes_the_frontier_and_resumes_its_study(search, tmp_path):
     optimize(task, options)
     study = open_study(open_storage(options.storage, options.key(task, options.space)),
                        options.key(task, options.space), 0)
-    assert len([t for t in study.trials if "result" in t.user_attrs]) >= 5
+    assert len([t for t in study.trials if "result" in t.user_attrs or "error" in t.user_attrs]) >= 5
 
 
 @pytest.mark.slow
@@ -120,8 +120,11 @@ def test_two_workers_share_one_study(search):
     task, options = search
     options.workers, options.trials = 2, 4
     target = optimize(task, options)
-    results = json.loads((target / "trials.json").read_text())["trials"]
-    assert len(results) >= 4 and len({r["worker"] for r in results}) == 2
+    assert (target / "frontier.md").exists()
+    study = open_study(open_storage(options.storage, options.key(task, options.space)),
+                       options.key(task, options.space), 0)
+    finished = [t for t in study.trials if "result" in t.user_attrs or "error" in t.user_attrs]
+    assert len(finished) >= 4 and len({t.user_attrs["worker"] for t in finished}) == 2
 
 
 @pytest.mark.parametrize("change, message", [
@@ -175,3 +178,72 @@ def test_score_names_follow_the_task_and_its_data(tmp_path):
     assert score_name(_unlabelled_embedding_task()) == "mean cosine to the teacher"
     pairs = [ScoredPair("good film", "fine movie", 4.0)] * 3
     assert score_name(tasks.Task("sts", [], {"validation": pairs}, type="embedding")) == "Spearman"
+
+
+def test_the_untrained_twin_has_the_trained_models_shapes(tokenizer):
+    twin = recipe_for({**PARAMS, "vocabulary": False}, model_layers=2, trained=False)
+    assert [type(step).__name__ for step in twin.steps] == ["LayerRemoval", "HeadPruning", "FFNPruning", "DynamicInt8"]
+    assert twin.steps[0].keep == 1 and twin.steps[0].strategy == "every_other"
+    assert all(getattr(step, "recovery_epochs", 0.0) == 0.0 for step in twin.steps)
+    assert twin.name.endswith("(shape)")
+    structural = {**PARAMS, "vocabulary": False, "quantization": "none"}
+    shapes = []
+    for trained in (True, False):
+        model = tiny_model(layers=2)
+        ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=tiny_model(layers=2),
+                         train=TrainConfig(max_steps=2, batch_size=8, max_length=16))
+        recipe_for(structural, model_layers=2, trained=trained).apply(model, ctx)
+        shapes.append({name: tuple(p.shape) for name, p in model.state_dict().items()})
+    assert shapes[0] == shapes[1] and len(shapes[0]) < len(tiny_model(layers=2).state_dict())
+
+
+def _result(name, accuracy, speedup):
+    return {"name": name, "val_accuracy": accuracy, "speedup": speedup, "size_ratio": speedup}
+
+
+def test_a_shape_no_faster_than_a_model_within_the_budget_is_hopeless():
+    from types import SimpleNamespace
+
+    from bertcompress.search.trials import hopeless
+
+    trials = SimpleNamespace(objective="latency", teacher_score=0.85, max_drop=1.0)
+    results = [_result("within", 0.845, 3.0), _result("too-inaccurate", 0.70, 9.0)]
+    assert hopeless(trials, {"shape": "L6", "speedup": 5.0}, results) is None  # could beat 3.0x
+    reason = hopeless(trials, {"shape": "L6-int8", "speedup": 3.0}, results)
+    assert reason.startswith("hopeless: its shape L6-int8 reaches 3.00x") and "within 3.00x" not in reason
+    assert "within is already 3.00x" in reason
+    assert hopeless(trials, {"shape": "L6", "speedup": 1.0}, results[1:]) is None  # nothing within the budget yet
+    sized = SimpleNamespace(objective="size", teacher_score=0.85, max_drop=1.0)
+    assert hopeless(sized, {"shape": "L6", "speedup": 9.0, "size_ratio": 2.0}, results) is not None
+
+
+@pytest.mark.slow
+def test_shapes_are_timed_once_hopeless_choices_never_train_and_an_explored_space_ends(search, monkeypatch):
+    from bertcompress.search import optimize as search_module
+    from bertcompress.search import trials as trials_module
+
+    task, options = search
+    options.space = SearchSpace(layers=(2,), head_fractions=(0.0,), ffn_fractions=(0.0,), vocabulary=(False,),
+                                quantization=("none", "int8"), distill_epochs=(1.0, 2.0), recovery_epochs=(0.5,))
+    options.trials, options.time_budget, options.max_drop = None, 600, 100.0  # every model is within the budget
+    timed, built = [], []
+    measure, evaluate = trials_module.measure_shape, trials_module.evaluate
+    monkeypatch.setattr(search_module, "measure_shape", lambda t, p: timed.append(describe(p)) or measure(t, p))
+    monkeypatch.setattr(search_module, "evaluate", lambda t, p, s: built.append(p) or evaluate(t, p, s))
+    # int8 runs faster than the teacher's own shape on most CPUs; force the order so the test is exact
+    monkeypatch.setattr(trials_module, "benchmark_many", lambda models, *a: {
+        name: {"batch_32": {"samples_ms": [1.0 if name == "teacher" else (0.25 if "int8" in name else 1.0)] * 3}}
+        for name in models})
+    target = optimize(task, options)
+    trials = json.loads((target / "trials.json").read_text())
+    assert sorted(timed) == ["L2", "L2-int8"]  # two shapes, four choices: each shape timed once
+    # the epochs knob changes nothing at full depth, so the shape 'L2' (1.00x) never beats L2-int8 (4.00x)
+    # once it is within the budget; the search ends once all four choices were tried, long before 600 s
+    assert trials["summary"]["search_seconds"] < 300
+    assert [describe(p) for p in built] == ["L2", "L2-int8"]  # the corners; the other two never trained
+    assert all(r["speedup"] in (1.0, 4.0) for r in trials["trials"])
+    study = open_study(open_storage(options.storage, options.key(task, options.space)),
+                       options.key(task, options.space), 0)
+    stopped = {(describe(t.params), t.params["distill_epochs"]) for t in study.trials
+               if t.user_attrs.get("error", "").startswith("hopeless")}
+    assert stopped == {("L2", 2.0), ("L2-int8", 2.0)}

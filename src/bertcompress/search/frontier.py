@@ -48,7 +48,9 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     scored_by = summary.get("score", "accuracy")
     lines = [f"# Frontier: {summary['task']}, objective {summary['objective']}, max drop "
              f"{summary['max_drop']:g} points of {scored_by}", "",
-             f"{summary['trials']} trials ({summary['search_seconds'] / 60:.1f} min of search); chosen within the "
+             f"{summary['trials']} trials ({summary['search_seconds'] / 60:.1f} min of search; "
+             f"{summary.get('stopped_before_training', 0)} more stopped before training, their shapes no faster "
+             "than a model already within the budget); chosen within the "
              f"budget on validation {scored_by}: **{summary['chosen'] or 'none within the budget'}**. "
              f"Test {scored_by} is measured for the frontier only and never used to choose.", "",
              f"Timed in one run on {summary['cpu']['name']} ({', '.join(summary['cpu']['features']) or '-'}); "

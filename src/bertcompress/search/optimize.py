@@ -6,6 +6,7 @@ the study. Each trial's model is cached by its recipe (variants.VariantCache).""
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -27,9 +28,10 @@ from bertcompress.io import load, load_tokenizer
 from bertcompress.measure import latency_fields
 from bertcompress.reports.plots import scatter
 from bertcompress.search import frontier as fr
-from bertcompress.search.space import OBJECTIVES, SearchSpace, recipe_for
+from bertcompress.search.space import OBJECTIVES, SearchSpace, describe, recipe_for
 from bertcompress.search.study import open_storage, open_study, study_key
-from bertcompress.search.trials import TrialContext, evaluate, objective_value, score_name
+from bertcompress.search.trials import (TrialContext, evaluate, hopeless, measure_shape, objective_key,
+                                        objective_value, score_name)
 from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import get_teacher
 from bertcompress.variants import VariantCache, check_recipes, slug
@@ -99,8 +101,8 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     check_recipes([recipe_for(p, depth) for p in corners(space, depth)], base, task, tokenizer)
     teacher = get_teacher(options.model, task, tokenizer, options.train)
     trials = trial_context(task, options, space, teacher, tokenizer, depth)
-    teacher_val, seconds = _timed_validation(trials)
-    _check_budget(options, seconds)
+    teacher_val = trials.teacher_score
+    _check_budget(options, trials.validation_seconds)
     console.print(f"teacher validation {score_name(task)} {100 * teacher_val:.2f}; searching {space.choices(depth)}")
     study = open_study(storage, key, options.train.seed)
     if not study.trials:
@@ -111,7 +113,9 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
     results = [t.user_attrs["result"] for t in study.trials if "result" in t.user_attrs]
     if not results:
         raise BertCompressError("no trial completed within the budget; give more --time-budget or --trials")
-    return _write(target, task, options, trials, results, teacher_val, time.perf_counter() - started, console)
+    hopeless_count = sum(t.user_attrs.get("error", "").startswith("hopeless") for t in study.trials)
+    return _write(target, task, options, trials, results, teacher_val, time.perf_counter() - started, console,
+                  hopeless_count)
 
 
 def default_space(options: OptimizeOptions, depth: int) -> SearchSpace:
@@ -151,13 +155,8 @@ def trial_context(task: Task, options: OptimizeOptions, space: SearchSpace, teac
     return TrialContext(task=task, tokenizer=tokenizer, teacher=teacher.model, teacher_path=teacher.path, ctx=ctx,
                         cache=VariantCache(cache_id), space=space, depth=depth, objective=options.objective,
                         batch_size=options.batch_size, seq_len=options.train.max_length,
-                        repeats=options.trial_repeats, exports=teacher.path.parent.parent / "exports")
-
-
-def _timed_validation(trials: TrialContext) -> tuple[float, float]:
-    started = time.perf_counter()
-    accuracy = trials.task_score(trials.teacher, trials.validation, trials.validation_reference)
-    return accuracy, time.perf_counter() - started
+                        repeats=options.trial_repeats, max_drop=options.max_drop,
+                        exports=teacher.path.parent.parent / "exports")
 
 
 def _check_budget(options: OptimizeOptions, evaluation_seconds: float) -> None:
@@ -171,18 +170,29 @@ def _check_budget(options: OptimizeOptions, evaluation_seconds: float) -> None:
 def _objective(trials: TrialContext):
     import optuna
 
+    def not_a_candidate(trial, reason: str):
+        trial.set_user_attr("error", reason)
+        return optuna.TrialPruned(reason)
+
     def objective(trial):
+        trial.set_user_attr("worker", os.getpid())
         params = trials.space.suggest(trial, trials.depth)
         earlier = _result_of_same_choice(trial, params)
         if earlier is not None:  # the sampler repeated a choice: its model and figures are already known
             earlier = {**earlier, "worker": os.getpid(), "reused": True}
             trial.set_user_attr("result", earlier)
             return earlier["val_accuracy"], objective_value(earlier, trials.objective)
+        others = trial.study.get_trials(deepcopy=False)
         try:
-            result = evaluate(trials, params)
+            # cheap signal first: the shape's speed and size, measured once per shape, before any training
+            shape = _shape_measured(others, describe(params)) or measure_shape(trials, params)
+            trial.set_user_attr("shape", shape)
+            reason = hopeless(trials, shape, [t.user_attrs["result"] for t in others if "result" in t.user_attrs])
+            if reason:
+                raise not_a_candidate(trial, reason)
+            result = evaluate(trials, params, shape)
         except BertCompressError as error:  # e.g. a static int8 export that does not verify: not a candidate
-            trial.set_user_attr("error", str(error))
-            raise optuna.TrialPruned(str(error)) from None
+            raise not_a_candidate(trial, str(error)) from None
         trial.set_user_attr("result", result)
         return result["val_accuracy"], objective_value(result, trials.objective)
     return objective
@@ -195,13 +205,31 @@ def _result_of_same_choice(trial, params: dict) -> dict | None:
     return None
 
 
+def _shape_measured(trials: list, shape: str) -> dict | None:
+    """A shape's figures measured by an earlier trial of this study (any worker)."""
+    return next((t.user_attrs["shape"] for t in trials if t.user_attrs.get("shape", {}).get("shape") == shape), None)
+
+
+def _stop_when_explored(space: SearchSpace, depth: int):
+    """Stop the study once every choice of the space has been tried: the sampler would only repeat them."""
+    choices = space.choices(depth)
+    total = math.prod(len(values) for values in choices.values())
+
+    def callback(study, trial) -> None:
+        tried = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.params}
+        if len(tried) >= total:
+            study.stop()
+    return callback
+
+
 def _search(study, trials: TrialContext, options: OptimizeOptions, key: str, task: Task, teacher_val: float,
             console: Console) -> None:
     """Run the main worker here and the others as processes on the same study, until the budget ends."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    callbacks = [_progress(console, teacher_val, options, score_name(task))]
+    callbacks = [_progress(console, teacher_val, options, score_name(task)),
+                 _stop_when_explored(trials.space, trials.depth)]
     if options.trials is not None:
         callbacks.append(MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     threads = max(1, (os.cpu_count() or 1) // options.workers)
@@ -232,13 +260,14 @@ def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None
     study = open_study(open_storage(options.storage, key), key, options.train.seed + 1)
     callbacks = [MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))] \
         if options.trials is not None else []
+    callbacks.append(_stop_when_explored(space, model_depth(teacher.model)))
     study.optimize(_objective(trials), n_trials=None if options.time_budget else options.trials,
                    timeout=options.time_budget, callbacks=callbacks)
 
 
 def _progress(console: Console, teacher_val: float, options: OptimizeOptions, scored_by: str):
     started = time.perf_counter()
-    key = "speedup" if options.objective == "latency" else "size_ratio"
+    key = objective_key(options.objective)
 
     def report(study, trial) -> None:
         results = [t.user_attrs["result"] for t in study.trials if "result" in t.user_attrs]
@@ -255,15 +284,15 @@ def _progress(console: Console, teacher_val: float, options: OptimizeOptions, sc
 
 
 def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialContext, results: list[dict],
-           teacher_val: float, search_seconds: float, console: Console) -> Path:
-    key = "speedup" if options.objective == "latency" else "size_ratio"
+           teacher_val: float, search_seconds: float, console: Console, hopeless_count: int = 0) -> Path:
+    key = objective_key(options.objective)
     front = fr.pareto(results, key)
     pick = fr.chosen(results, key, teacher_val, options.max_drop)
     console.print(f"measuring the frontier ({len(front)} models) beside the teacher"
                   f"{' and the peers' if options.peers else ''} in one run")
     rows, saved = _measure_frontier(front, trials, options, teacher_val)
     summary = {"task": task.name, "objective": options.objective, "max_drop": options.max_drop,
-               "trials": len(results), "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
+               "trials": len(results), "stopped_before_training": hopeless_count, "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
                "cpu": rows[0]["cpu"], "score": score_name(task)}
 
     def fill(directory: Path) -> None:

@@ -10,6 +10,7 @@ import torch.nn as nn
 from bertcompress.arch.spec import get_spec
 from bertcompress.core.errors import BertCompressError
 from bertcompress.methods.distillation.method import Distillation
+from bertcompress.methods.pruning.layers import LayerRemoval
 from bertcompress.methods.pruning.structured import FFNPruning, HeadPruning
 from bertcompress.methods.pruning.vocabulary import VocabularyPruning
 from bertcompress.methods.quantization.dynamic import DynamicInt8
@@ -77,13 +78,16 @@ class SearchSpace:
                 for name, values in self.choices(model_layers).items()}
 
 
-def recipe_for(params: dict[str, Any], model_layers: int) -> Recipe:
+def recipe_for(params: dict[str, Any], model_layers: int, trained: bool = True) -> Recipe:
     """The composition a choice of knobs stands for; the structural steps first, quantization last.
-    OpenVINO static int8 is not a step: the runtime quantizes the exported model (see `runtime_for`)."""
+    OpenVINO static int8 is not a step: the runtime quantizes the exported model (see `runtime_for`).
+    `trained=False`: the same shapes without any training (layers cut, no recovery), whose speed and size are
+    the trained model's: the cheap signal that stops a hopeless trial before it trains."""
     steps = []
     if params["layers"] < model_layers:
-        steps.append(Distillation(keep=params["layers"], hidden_mse_weight=1.0, epochs=params["distill_epochs"]))
-    recovery = params["recovery_epochs"]
+        steps.append(Distillation(keep=params["layers"], hidden_mse_weight=1.0, epochs=params["distill_epochs"])
+                     if trained else LayerRemoval(keep=params["layers"]))
+    recovery = params["recovery_epochs"] if trained else 0.0
     if params["head_fractions"] > 0:
         steps.append(HeadPruning(fraction=params["head_fractions"],
                                  recovery_epochs=0.0 if params["ffn_fractions"] > 0 else recovery))
@@ -96,7 +100,7 @@ def recipe_for(params: dict[str, Any], model_layers: int) -> Recipe:
         steps.append(DynamicInt8(embeddings=quantization == "int8+embeddings"))
     elif quantization == "4bit":
         steps.append(NaivePTQ(weight_bits=4, embeddings=True))
-    return Recipe(describe(params), steps)
+    return Recipe(describe(params) + ("" if trained else " (shape)"), steps)
 
 
 def runtime_for(params: dict[str, Any]) -> str:
@@ -104,7 +108,8 @@ def runtime_for(params: dict[str, Any]) -> str:
 
 
 def describe(params: dict[str, Any]) -> str:
-    """A short, stable name for a choice: 'L4-h25-f50-vocab-int8+embeddings'."""
+    """A short, stable name for a choice: 'L4-h25-f50-vocab-int8+embeddings'. Training knobs are left out, so
+    the name is also the choice's shape: choices with one name run at one speed."""
     parts = [f"L{params['layers']}"]
     parts += [f"h{round(100 * params['head_fractions'])}"] if params["head_fractions"] else []
     parts += [f"f{round(100 * params['ffn_fractions'])}"] if params["ffn_fractions"] else []

@@ -21,7 +21,7 @@ from bertcompress.evaluation.metrics import score
 from bertcompress.io import directory_bytes_of
 from bertcompress.measure import MB, paired_speedup
 from bertcompress.runtimes import OPENVINO_FILE
-from bertcompress.search.space import SearchSpace, recipe_for, runtime_for
+from bertcompress.search.space import SearchSpace, describe, recipe_for, runtime_for
 from bertcompress.variants import Variant, VariantCache, slug
 
 CALIBRATION_TEXTS = 300
@@ -44,13 +44,19 @@ class TrialContext:
     seq_len: int = 64
     repeats: int = 5
     teacher_bytes: int = 0
+    max_drop: float = 1.0  # points of the task's score below the teacher's, on validation
     validation: Encoded | None = None
     validation_reference: Any = None
+    teacher_score: float = 0.0
+    validation_seconds: float = 0.0  # one scoring pass of the teacher: the least a trial costs
     exports: Path = field(default_factory=lambda: Path("exports"))
 
     def __post_init__(self):
         self.validation = encode(self.task.split("validation"), self.tokenizer, self.ctx.train.max_length)
         self.validation_reference = self.reference(self.validation)
+        started = time.perf_counter()
+        self.teacher_score = self.task_score(self.teacher, self.validation, self.validation_reference)
+        self.validation_seconds = time.perf_counter() - started
         self.teacher_bytes = directory_bytes_of(self.teacher_path, exclude_tokenizer=True)
 
     def reference(self, data: Encoded) -> Any:
@@ -74,9 +80,11 @@ def score_name(task: Task) -> str:
     return "10-NN accuracy" if task.label_names else "mean cosine to the teacher"
 
 
-def candidate(trials: TrialContext, params: dict[str, Any]) -> tuple[str, nn.Module, Path, dict]:
-    """The trial's model in its runtime: (name, runnable model, where it is saved, its recipe as a dict)."""
-    recipe = recipe_for(params, trials.depth)
+def candidate(trials: TrialContext, params: dict[str, Any], trained: bool = True
+              ) -> tuple[str, nn.Module, Path, dict]:
+    """The trial's model in its runtime: (name, runnable model, where it is saved, its recipe as a dict);
+    `trained=False`: its untrained twin of the same shapes (see `recipe_for`)."""
+    recipe = recipe_for(params, trials.depth, trained)
     variant = Variant(recipe.name, recipe, trials.ctx.seed)
     built = trials.cache.get_or_build(trials.teacher, variant, trials.ctx, trials.tokenizer)
     if runtime_for(params) == "torch":
@@ -100,20 +108,42 @@ def openvino_static(trials: TrialContext, source: Path, name: str) -> tuple[nn.M
     return OpenVinoModel(target / OPENVINO_FILE, trials.teacher.config), target
 
 
-def evaluate(trials: TrialContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validation score (`score_name`), speedup over the teacher at the search's batch size, size on disk."""
+def measure_shape(trials: TrialContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Speedup over the teacher at the search's batch size (timed in one call with it) and size on disk of
+    the choice's untrained twin: the trained model's figures, known before any training."""
     started = time.perf_counter()
-    name, model, path, recipe = candidate(trials, params)
-    accuracy = trials.task_score(model, trials.validation, trials.validation_reference)
+    name, model, path, _ = candidate(trials, params, trained=False)
     timed = benchmark_many({"teacher": trials.teacher, name: model}, (trials.batch_size,), trials.seq_len,
                            trials.repeats)
     speedup = paired_speedup(timed["teacher"][f"batch_{trials.batch_size}"],
                              timed[name][f"batch_{trials.batch_size}"])["median"]
     size = model_bytes(path)
+    return {"shape": describe(params), "speedup": speedup, "size_mb": size / MB,
+            "size_ratio": trials.teacher_bytes / size, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def evaluate(trials: TrialContext, params: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """Validation score (`score_name`) of the trained model; its speed and size are its shape's."""
+    started = time.perf_counter()
+    name, model, path, recipe = candidate(trials, params)
+    accuracy = trials.task_score(model, trials.validation, trials.validation_reference)
     return {"name": name, "params": params, "recipe": recipe, "runtime": runtime_for(params), "path": str(path),
-            "val_accuracy": accuracy, "speedup": speedup, "size_mb": size / MB,
-            "size_ratio": trials.teacher_bytes / size, "seconds": round(time.perf_counter() - started, 1),
+            "val_accuracy": accuracy, "speedup": shape["speedup"], "size_mb": shape["size_mb"],
+            "size_ratio": shape["size_ratio"], "seconds": round(time.perf_counter() - started + shape["seconds"], 1),
             "worker": os.getpid()}
+
+
+def hopeless(trials: TrialContext, shape: dict[str, Any], results: list[dict[str, Any]]) -> str | None:
+    """Why a choice cannot be chosen, whatever its training makes of its accuracy: its shape is no better on
+    the objective than a model already within the budget. None when it still can."""
+    from bertcompress.search.frontier import chosen
+
+    key = objective_key(trials.objective)
+    best = chosen(results, key, trials.teacher_score, trials.max_drop)
+    if best is None or shape[key] > best[key]:
+        return None
+    return (f"hopeless: its shape {shape['shape']} reaches {shape[key]:.2f}x, and {best['name']} is already "
+            f"{best[key]:.2f}x within the budget")
 
 
 def model_bytes(path: Path) -> int:
@@ -123,5 +153,9 @@ def model_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in exported) if exported else directory_bytes_of(path, exclude_tokenizer=True)
 
 
+def objective_key(objective: str) -> str:
+    return "speedup" if objective == "latency" else "size_ratio"
+
+
 def objective_value(result: dict[str, Any], objective: str) -> float:
-    return result["speedup"] if objective == "latency" else result["size_ratio"]
+    return result[objective_key(objective)]
