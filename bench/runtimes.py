@@ -6,10 +6,8 @@ pick instead on the same teacher, every model timed in one run:
 Writes the `runtimes` section of BENCHMARKS.md and `bench/results/runtimes.json`: one row per (variant,
 runtime) with the keys variant, runtime, exported, verified, max_abs_logit_diff, agreement, test_accuracy,
 speedup_b1, speedup_b32, size_mb, cpu."""
-import copy
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 import bertcompress as bc
@@ -20,6 +18,7 @@ from bertcompress.hardware import cpu_features, cpu_name
 from bertcompress.recipe import resolve_recipe
 from bertcompress.runtimes import ONNX_FILE, OPENVINO_FILE, open_model
 from bertcompress.runtimes.openvino import OpenVinoModel
+from bertcompress.runtimes.peers import torch_bf16
 
 SETTINGS = Settings.from_command_line(__doc__)
 TASK, TOKENIZER = task_and_tokenizer(SETTINGS)
@@ -40,16 +39,6 @@ def exported(name: str, to: str, int8: str | None = None, precision: str = "f32"
             return OpenVinoModel(target / OPENVINO_FILE, model.config, precision=precision), weights
         return open_model(target), target / ONNX_FILE
     return make
-
-
-def torch_bf16(model: nn.Module, path: Path):
-    """The teacher's weights in bf16, run by torch (its bf16 GEMMs)."""
-    from safetensors.torch import save_model
-
-    half = copy.deepcopy(model).to(torch.bfloat16).eval()
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(half, str(path / "model.safetensors"))
-    return half, path / "model.safetensors"
 
 
 OURS_INT8 = "ours: dynamic int8 (torch)"

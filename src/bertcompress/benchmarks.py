@@ -7,11 +7,9 @@ Peer tools (torch.ao, ONNX Runtime) are rows too: a function makes their model f
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import statistics
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from bertcompress.evaluation.metrics import score
 from bertcompress.io import directory_bytes_of, load_tokenizer
 from bertcompress.measure import MB, MeasureOptions, accuracy_rows, environment, latency_fields
 from bertcompress.recipe import Recipe
+from bertcompress.runtimes.peers import onnx_runtime, torch_dynamic_int8  # noqa: F401  (bench scripts' peers)
 from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import Teacher, get_teacher
 from bertcompress.variants import Variant, VariantCache, build_all, slug
@@ -281,29 +280,3 @@ def replace_section(name: str, text: str, data: dict | list) -> None:
     else:
         document = document.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(document)
-
-
-def torch_dynamic_int8(model: nn.Module, path: Path) -> tuple[nn.Module, Path]:
-    """The baseline PyTorch users know: torch.ao quantize_dynamic on every Linear (deprecated, still shipped),
-    embeddings fp32; its state dict saved at `path` (.pt) for the size on disk."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        quantized = quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
-    path = path.with_suffix(".pt")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(quantized.state_dict(), path)
-    return quantized, path
-
-
-def onnx_runtime(model: nn.Module, path: Path, quantize: bool = False) -> tuple[nn.Module, Path]:
-    """`model` exported to ONNX (our int8 modules as ORT's int8 ops) and run by ONNX Runtime; `quantize`:
-    then ORT's own quantize_dynamic on the fp32 export (the other baseline users pick)."""
-    from bertcompress.evaluation.onnx_export import OrtModel, export_onnx, ort_dynamic_int8
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    saved = export_onnx(copy.deepcopy(model), path.with_suffix(".onnx"))
-    if quantize:
-        saved = ort_dynamic_int8(saved, path.with_name(f"{path.name}-int8.onnx"))
-    return OrtModel(saved, model.config, threads=torch.get_num_threads()), saved

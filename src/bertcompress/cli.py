@@ -216,7 +216,9 @@ def optimize(
     max_train: Optional[int] = MaxTrainOpt,
     max_eval: Optional[int] = MaxEvalOpt,
     repeats: int = RepeatsOpt,
-    peers: bool = typer.Option(True, "--peers/--no-peers", help="measure OpenVINO + NNCF int8 of the teacher too"),
+    peers: bool = typer.Option(True, "--peers/--no-peers", help="measure the paths a user would pick instead on "
+                               "the teacher too: torch bf16 and dynamic int8, ONNX Runtime dynamic int8, OpenVINO "
+                               "bf16, OpenVINO + NNCF int8"),
     quick: bool = typer.Option(False, "--quick", help="a small space (full or half depth, light pruning, 1 epoch "
                                "of distillation): a first answer in minutes"),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="distillation steps also learn from the task's "

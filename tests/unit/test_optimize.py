@@ -247,3 +247,27 @@ def test_shapes_are_timed_once_hopeless_choices_never_train_and_an_explored_spac
     stopped = {(describe(t.params), t.params["distill_epochs"]) for t in study.trials
                if t.user_attrs.get("error", "").startswith("hopeless")}
     assert stopped == {("L2", 2.0), ("L2-int8", 2.0)}
+
+
+@pytest.mark.slow
+def test_the_frontier_is_measured_beside_every_peer_path_and_a_failing_peer_is_left_out(search, monkeypatch,
+                                                                                        capsys):
+    from bertcompress.search import optimize as search_module
+
+    def broken(model, path):
+        raise RuntimeError("this runtime does not take the model\nsecond line")
+
+    monkeypatch.setattr(search_module, "PEERS", (*search_module.PEERS, ("peer: broken", "nowhere", broken)))
+    task, options = search
+    options.trials, options.peers = 1, True
+    target = optimize(task, options, console=search_module.Console(file=None, stderr=False, width=200))
+    rows = json.loads((target / "frontier.json").read_text())
+    peers = {r["name"]: r for r in rows if r["kind"] == "peer"}
+    assert set(peers) == {name for name, _, _ in search_module.PEERS[:-1]} | {search_module.PEER_NNCF}
+    assert {r["runtime"] for r in peers.values()} == {"torch-bf16", "torch-dynamic-int8", "onnxruntime-dynamic-int8",
+                                                      "openvino-bf16", "openvino-static-int8"}
+    for row in peers.values():
+        assert row["speedup_b1"] > 0 and row["speedup_b32"] > 0 and row["size_mb"] > 0
+        assert 0.0 <= row["test_accuracy_mean"] <= 1.0
+    assert peers["peer: torch bf16"]["size_ratio"] == pytest.approx(2.0, rel=0.05)  # bf16 halves the weights
+    assert "peer: broken left out: RuntimeError: this runtime does not take the model" in capsys.readouterr().out

@@ -27,6 +27,7 @@ from bertcompress.hardware import cpu_features, cpu_name
 from bertcompress.io import load, load_tokenizer
 from bertcompress.measure import latency_fields
 from bertcompress.reports.plots import scatter
+from bertcompress.runtimes import peers
 from bertcompress.search import frontier as fr
 from bertcompress.search.space import OBJECTIVES, SearchSpace, describe, recipe_for
 from bertcompress.search.study import open_storage, open_study, study_key
@@ -38,6 +39,11 @@ from bertcompress.variants import VariantCache, check_recipes, slug
 
 TEACHER = "teacher (fp32, torch)"
 PEER_NNCF = "peer: OpenVINO + NNCF int8 (teacher)"
+# the other paths a user would pick instead of searching, on the same teacher, no training: (name, runtime, builder)
+PEERS = (("peer: torch bf16", "torch-bf16", peers.torch_bf16),
+         ("peer: torch quantize_dynamic int8", "torch-dynamic-int8", peers.torch_dynamic_int8),
+         ("peer: ONNX Runtime quantize_dynamic int8", "onnxruntime-dynamic-int8", peers.ort_dynamic_int8),
+         ("peer: OpenVINO bf16", "openvino-bf16", peers.openvino("bf16")))
 
 
 @dataclass
@@ -290,7 +296,7 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
     pick = fr.chosen(results, key, teacher_val, options.max_drop)
     console.print(f"measuring the frontier ({len(front)} models) beside the teacher"
                   f"{' and the peers' if options.peers else ''} in one run")
-    rows, saved = _measure_frontier(front, trials, options, teacher_val)
+    rows, saved = _measure_frontier(front, trials, options, console)
     summary = {"task": task.name, "objective": options.objective, "max_drop": options.max_drop,
                "trials": len(results), "stopped_before_training": hopeless_count, "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
                "cpu": rows[0]["cpu"], "score": score_name(task)}
@@ -315,7 +321,7 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
 
 
 def _measure_frontier(front: list[dict], trials: TrialContext, options: OptimizeOptions,
-                      teacher_val: float) -> tuple[list[dict], dict[str, Path]]:
+                      console: Console) -> tuple[list[dict], dict[str, Path]]:
     """Test and validation accuracy, batch 1 and 32 latency interleaved, size: teacher, frontier, peers."""
     from bertcompress.search.trials import candidate, model_bytes
 
@@ -327,8 +333,8 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
             result["runtime"]
         sizes[name] = model_bytes(path)
     if options.peers:
-        models[PEER_NNCF], path = _nncf_peer(trials)
-        kinds[PEER_NNCF], runtimes[PEER_NNCF], sizes[PEER_NNCF] = "peer", "openvino-static-int8", model_bytes(path)
+        for name, runtime, model, size in _peer_models(trials, console):
+            models[name], kinds[name], runtimes[name], sizes[name] = model, "peer", runtime, size
     timed = benchmark_many(models, (1, 32), trials.seq_len, options.repeats)
     cpu = {"name": cpu_name(), "features": cpu_features()}
     test = encode(trials.task.split("test"), trials.tokenizer, trials.ctx.train.max_length)
@@ -345,8 +351,20 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
     return rows, saved
 
 
-def _nncf_peer(trials: TrialContext):
-    """What a user gets with no training: the fp32 teacher through OpenVINO + NNCF post-training int8."""
-    from bertcompress.search.trials import openvino_static
+def _peer_models(trials: TrialContext, console: Console) -> list[tuple[str, str, object, int]]:
+    """(name, runtime, runnable model, bytes on disk) of each peer path on the teacher. A peer that cannot be
+    built here (a runtime that does not take this model) is left out with a line saying why."""
+    from bertcompress.search.trials import model_bytes, openvino_static
 
-    return openvino_static(trials, trials.teacher_path, "teacher")
+    built = []
+    for name, runtime, build in PEERS:
+        try:
+            model, path = build(trials.teacher, trials.exports / "peers" / slug(name))
+        except Exception as error:  # noqa: BLE001 - a peer's own tool failing must not lose the search
+            console.print(f"[yellow]{name} left out:[/] {type(error).__name__}: {str(error).splitlines()[0][:160]}")
+            continue
+        built.append((name, runtime, model, path.stat().st_size))
+    # what a user gets with no training: the fp32 teacher through OpenVINO + NNCF post-training int8
+    model, path = openvino_static(trials, trials.teacher_path, "teacher")
+    built.append((PEER_NNCF, "openvino-static-int8", model, model_bytes(path)))
+    return built
