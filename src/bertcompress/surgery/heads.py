@@ -11,6 +11,9 @@ from bertcompress.core.errors import BertCompressError
 from bertcompress.surgery.linear import _require_linear, keep_columns, keep_rows
 
 
+HEAD_LINEARS = ("query", "key", "value", "attention_output")  # rows of the first three, columns of the last
+
+
 def _attention(model: nn.Module, layer: int) -> nn.Module:
     spec = get_spec(model)
     return spec.layer_list(model)[layer].get_submodule(spec.self_attention)
@@ -39,17 +42,20 @@ def prune_heads(model: nn.Module, heads_by_layer: dict[int, Iterable[int]]) -> N
     spec = get_spec(model)
     plan = {layer: set(heads) for layer, heads in heads_by_layer.items() if heads}
     counts = {layer: _validate(model, layer, heads) for layer, heads in plan.items()}
+    for layer in plan:  # every Linear checked before any is cut: a refused plan leaves the model whole
+        block = spec.layer_list(model)[layer]
+        for role in HEAD_LINEARS:
+            _require_linear(block.get_submodule(spec.linears[role]), spec.linears[role])
     for layer, heads in plan.items():
         block = spec.layer_list(model)[layer]
         attention = _attention(model, layer)
         size = attention.attention_head_size
         keep = [h for h in range(counts[layer]) if h not in heads]
         index = torch.cat([torch.arange(h * size, (h + 1) * size) for h in keep])
-        for role in ("query", "key", "value"):
+        for role in HEAD_LINEARS:
             path = spec.linears[role]
-            _set(block, path, keep_rows(_require_linear(block.get_submodule(path), path), index))
-        path = spec.linears["attention_output"]
-        _set(block, path, keep_columns(_require_linear(block.get_submodule(path), path), index))
+            cut = keep_columns if role == "attention_output" else keep_rows
+            _set(block, path, cut(block.get_submodule(path), index))
         for attribute in HEAD_COUNT_ATTRIBUTES:
             if hasattr(attention, attribute):
                 setattr(attention, attribute, len(keep))

@@ -12,8 +12,8 @@ from bertcompress.core.modules import ExportOptions, frozen_linear, replacement
 
 def _require_linear(module: nn.Module, name: str) -> nn.Linear:
     if type(module) is not nn.Linear:
-        raise BertCompressError(f"{name} is a {type(module).__name__}; structural surgery needs float Linears "
-                                "(prune before quantizing)")
+        raise BertCompressError(f"{name} is a {type(module).__name__}; structural surgery needs plain float "
+                                "Linears (prune before quantizing or factorising)")
     return module
 
 
