@@ -271,3 +271,19 @@ def test_the_frontier_is_measured_beside_every_peer_path_and_a_failing_peer_is_l
         assert 0.0 <= row["test_accuracy_mean"] <= 1.0
     assert peers["peer: torch bf16"]["size_ratio"] == pytest.approx(2.0, rel=0.05)  # bf16 halves the weights
     assert "peer: broken left out: RuntimeError: this runtime does not take the model" in capsys.readouterr().out
+
+
+def test_a_choice_without_training_is_its_own_twin(tokenizer):
+    from types import SimpleNamespace
+
+    from bertcompress.search.trials import candidate
+
+    built = []
+    cache = SimpleNamespace(get_or_build=lambda teacher, variant, ctx, tok: built.append(variant.recipe) or
+                            SimpleNamespace(model=None, path=None))
+    trials = SimpleNamespace(depth=2, cache=cache, teacher=None, ctx=SimpleNamespace(seed=0), tokenizer=tokenizer)
+    untrained = {**PARAMS, "layers": 2, "head_fractions": 0.0, "ffn_fractions": 0.0, "quantization": "int8"}
+    candidate(trials, untrained, trained=False)
+    candidate(trials, PARAMS, trained=False)
+    assert built[0].name == describe(untrained)  # the same recipe as the trained choice: one cached model
+    assert built[1].name == describe(PARAMS) + " (shape)"

@@ -84,7 +84,9 @@ def candidate(trials: TrialContext, params: dict[str, Any], trained: bool = True
               ) -> tuple[str, nn.Module, Path, dict]:
     """The trial's model in its runtime: (name, runnable model, where it is saved, its recipe as a dict);
     `trained=False`: its untrained twin of the same shapes (see `recipe_for`)."""
-    recipe = recipe_for(params, trials.depth, trained)
+    recipe = recipe_for(params, trials.depth)
+    if not trained and recipe_for(params, trials.depth, trained=False).steps != recipe.steps:
+        recipe = recipe_for(params, trials.depth, trained=False)  # else nothing trains: the twin is the model
     variant = Variant(recipe.name, recipe, trials.ctx.seed)
     built = trials.cache.get_or_build(trials.teacher, variant, trials.ctx, trials.tokenizer)
     if runtime_for(params) == "torch":
