@@ -13,8 +13,8 @@ from transformers import AutoConfig, AutoTokenizer
 from bertcompress.arch.spec import get_spec, spec_for_type
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
-from bertcompress.core.task_types import (CLASSIFICATION, EMBEDDING, auto_class, check_task_type, checkpoint_type,
-                                          task_type_of, type_of_class_name)
+from bertcompress.core.task_types import (CLASSIFICATION, EMBEDDING, TOKEN_CLASSIFICATION, auto_class,
+                                          check_task_type, checkpoint_type, task_type_of, type_of_class_name)
 from bertcompress.files import write_atomically
 from bertcompress.model_dir import (COMPRESSED_WEIGHTS, HEAD_ATTRIBUTES, WEIGHTS, apply_manifest, check_against_weights,
                                     check_head_counts, check_model_dir, check_runs, check_tokenizer, meta_model,
@@ -148,12 +148,15 @@ def _hub_snapshot(repo_id: str) -> Path:
         raise BertCompressError(f"could not fetch hub model {repo_id!r}: {type(error).__name__}") from None
 
 
+LABELLED_HEADS = {CLASSIFICATION: "classification", TOKEN_CLASSIFICATION: "token classification"}
+
+
 def _check_head(config, num_labels: int | None, path: Path) -> None:
-    has_head = checkpoint_type(config.architectures) == CLASSIFICATION
-    if num_labels is not None and has_head and config.num_labels != num_labels:
-        raise BertCompressError(
-            f"{path}: the model's classification head has {config.num_labels} labels but the task has {num_labels}"
-        )
+    """A classifier's or tagger's head must have the task's label count (a fresh head takes it)."""
+    head = checkpoint_type(config.architectures)
+    if num_labels is not None and head in LABELLED_HEADS and config.num_labels != num_labels:
+        raise BertCompressError(f"{path}: the model's {LABELLED_HEADS[head]} head has {config.num_labels} labels but "
+                                f"the task has {num_labels}")
 
 
 def _manifest_type(manifest: Path) -> str | None:
@@ -192,7 +195,7 @@ def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int
     check_model_dir(path, need_tokenizer=False)
     config = _config(path)
     task_type = _task_type(path, config, task_type)
-    if task_type == CLASSIFICATION:
+    if task_type in LABELLED_HEADS:
         _check_head(config, num_labels, path)
     if (path / MANIFEST).exists():
         model = _load_compressed(path, config, task_type)
@@ -263,6 +266,7 @@ def check_sequence_length(source: str | Path, length: int, option: str = "--max-
     if not isinstance(limit, int):
         return
     if config.get("model_type") == "roberta":  # positions start after the padding index
-        limit -= int(config.get("pad_token_id") or 1) + 1
+        pad = config.get("pad_token_id")
+        limit -= (1 if pad is None else int(pad)) + 1
     if length > limit:
         raise BertCompressError(f"{option} {length} is longer than the model's {limit} positions")
