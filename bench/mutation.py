@@ -98,9 +98,11 @@ def main() -> None:
                         help=f"some of: {', '.join(MODULES)} (default: all)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per module")
     names = parser.parse_args().modules or list(MODULES)
-    rows = {row["module"]: row for row in (json.loads(RESULTS.read_text()) if RESULTS.exists() else [])}
     for name in names:
-        rows[name] = run_module(name, parser.parse_args().timeout)
+        row = run_module(name, parser.parse_args().timeout)
+        # read again before writing: another run (other modules) may have written meanwhile
+        rows = {r["module"]: r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else [])}
+        rows[name] = row
         ordered = [{key: rows[m][key] for key in ROW_KEYS} for m in MODULES if m in rows]
         RESULTS.write_text(json.dumps(ordered, indent=2) + "\n")  # after each module: partial runs count
 
