@@ -43,6 +43,8 @@ def exported(name: str, to: str, int8: str | None = None, precision: str = "f32"
 
 OURS_INT8 = "ours: dynamic int8 (torch)"
 STUDENT = "ours: 3-layer student (distill-3-layers, torch)"
+PTQ_STATIC = "ours: static int8 PTQ (percentile-calibrated activations)"
+QAT_STATIC = "ours: Q8BERT QAT, 1 epoch (EMA activation ranges)"
 TABLE = Table(
     section="runtimes",
     title="Runtimes: our exports against the paths a user would pick (`bench/runtimes.py`)",
@@ -69,6 +71,12 @@ TABLE = Table(
             start=OURS_INT8),
         # (ONNX Runtime's quantize_static is left out: on this teacher its export fails verification, 95.5%
         # agreement and -0.6 points on 512 test texts; see runtimes/static_int8.py)
+        # our own static int8: activation ranges fixed by calibration (PTQ) or learned in training (Q8BERT's
+        # EMA ranges), exported as QuantizeLinear/DequantizeLinear that OpenVINO runs as int8 kernels
+        Row(PTQ_STATIC, (bc.NaivePTQ(weight_bits=8, activation_bits=8, observer="percentile"),)),
+        Row(f"{PTQ_STATIC} -> OpenVINO", peer=exported(f"{PTQ_STATIC} -> OpenVINO", "openvino"), start=PTQ_STATIC),
+        Row(QAT_STATIC, (bc.Q8BertQAT(activation_ranges="ema", epochs=1.0),)),
+        Row(f"{QAT_STATIC} -> OpenVINO", peer=exported(f"{QAT_STATIC} -> OpenVINO", "openvino"), start=QAT_STATIC),
         Row(STUDENT, tuple(resolve_recipe("distill-3-layers").steps)),
         Row("ours: 3-layer student + dynamic int8 (torch)", (bc.DynamicInt8(embeddings=True),), start=STUDENT),
         Row("ours: 3-layer student -> OpenVINO static int8",
