@@ -162,6 +162,9 @@ def run(
     threads: Optional[int] = ThreadsOpt,
     checkpoint_every: int = typer.Option(100, min=1, help="optimizer steps between resumable training checkpoints"),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="probe each variant's peak memory"),
+    runtime: list[Runtime] = typer.Option([Runtime.torch], "--runtime", help="torch, onnxruntime or openvino; "
+                                          "repeat to export every model (verified) to each runtime and time all "
+                                          "of them in one run"),
 ) -> None:
     """Main job: fine-tune the teacher (cached), apply each recipe, evaluate every variant, write a report."""
     from bertcompress.pipeline import RunOptions
@@ -178,7 +181,7 @@ def run(
     check_sequence_length(data.model, max_length)
     options = RunOptions(model=data.model, recipes=recipes, output=output, name=name, train=train_config,
                          seq_len=max_length, repeats=repeats, threads=threads, measure_memory=memory,
-                         overwrite=overwrite)
+                         overwrite=overwrite, runtimes=tuple(dict.fromkeys(r.value for r in runtime)))
     run_pipeline(spec, options, console)
 
 

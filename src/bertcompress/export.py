@@ -191,11 +191,6 @@ def _model_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
 
 
-def _model_bytes(directory: Path) -> int:
-    names = {ONNX_FILE, OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), io.WEIGHTS, "config.json"}
-    return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
-
-
 def _to_transformers(job: Job, directory: Path) -> dict:
     model_class = auto_class(task_type_of(job.model))
     with standin_view(job.model, job.options) as view:

@@ -20,7 +20,7 @@ from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
 from bertcompress.hardware import cpu_features, cpu_name
 from bertcompress.io import directory_bytes_of
-from bertcompress.model_dir import weights_path
+from bertcompress.runtimes import weights_file
 
 MB = 1e6
 EMBEDDING_KEYS = ("mean_cosine", f"neighbour_recall_at_{NEIGHBOURS}")
@@ -98,7 +98,7 @@ def measure(models: dict[str, nn.Module], saved: dict[str, Path], task: Task, to
     for row in rows:
         name, path = row["variant"], saved[row["variant"]]
         row["size_mb"] = directory_bytes_of(path, exclude_tokenizer=True) / MB
-        row["weights_mb"] = weights_path(path).stat().st_size / MB
+        row["weights_mb"] = weights_file(path).stat().st_size / MB
         row |= latency_fields(latency[name], baseline, options.batch_sizes)
         if options.memory:
             row |= peak_memory(path, batch_size=max(options.batch_sizes), seq_len=options.seq_len,

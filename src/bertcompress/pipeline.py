@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bertcompress.core.context import Context
+from bertcompress.core.errors import BertCompressError
 from bertcompress.data.tasks import Task
 from bertcompress.files import check_name, check_output_path, write_atomically
 from bertcompress.io import load, load_tokenizer
@@ -18,6 +19,7 @@ from bertcompress.measure import MeasureOptions, environment, measure
 from bertcompress.recipe import Recipe
 from bertcompress.reports.plots import write_plots
 from bertcompress.reports.run_report import run_markdown
+from bertcompress.runtimes import open_model, require_runtime
 from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import get_teacher
 from bertcompress.variants import Variant, VariantCache, build_all, check_recipes, slug
@@ -38,6 +40,8 @@ class RunOptions:
     threads: int | None = None
     measure_memory: bool = True
     overwrite: bool = False
+    runtimes: tuple[str, ...] = ("torch",)  # every model is also exported to each other runtime and timed there
+    verify_examples: int = 256  # test texts each export is verified on before it is measured
 
     def run_name(self, task: Task) -> str:
         recipes = "+".join(r.name for r in self.recipes) or "teacher"
@@ -48,11 +52,38 @@ class RunOptions:
                               self.measure_memory)
 
 
+def export_all(saved: dict[str, Path], options: RunOptions, task: Task, root: Path, console: Console
+               ) -> dict[tuple[str, str], Path]:
+    """Each model exported to each runtime but torch, verified on test texts before it is written, cached
+    beside the teacher by the source's own cache name. One that a runtime cannot hold or that does not
+    verify is left out with a line saying why; the others are measured."""
+    from bertcompress.export import ExportSettings, export_model
+    from bertcompress.runtimes import export_record
+
+    formats = {"onnxruntime": "onnx", "openvino": "openvino"}
+    examples = task.split("test")[: options.verify_examples]
+    exported = {}
+    for runtime in (r for r in options.runtimes if r != "torch"):
+        for name, source in saved.items():
+            target = root / f"{source.name}-{runtime}"
+            if export_record(target) is None:
+                try:
+                    export_model(source, formats[runtime], target, examples,
+                                 ExportSettings(max_length=options.train.max_length, overwrite=True))
+                except BertCompressError as error:
+                    console.print(f"[yellow]{name} in {runtime} left out:[/] {error}")
+                    continue
+            exported[(name, runtime)] = target
+    return exported
+
+
 def run(task: Task, options: RunOptions, console: Console | None = None) -> Path:
     """Run the whole job; the run directory appears only when everything in it is written."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     target = check_output_path(Path(options.output) / options.run_name(task), options.overwrite)
+    for runtime in options.runtimes:  # a runtime that is not installed fails before any training
+        require_runtime(runtime)
     tokenizer = load_tokenizer(options.model)
     console.print(f"[bold]task[/] {task.name}: {task.counts()}  [bold]model[/] {options.model}")
     console.print(f"checking {len(options.recipes)} recipe(s) on the model before any training")
@@ -69,15 +100,24 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
                   "interleaved)")
     models = {TEACHER: teacher.model, **{name: b.model for name, b in built.items()}}
     saved = {TEACHER: teacher.path, **{name: b.path for name, b in built.items()}}
+    exported = export_all(saved, options, task, teacher.path.parent.parent / "exports", console)
+    sources = {name: (name, "torch") for name in saved}  # row name -> (the model it runs, runtime)
+    for (name, runtime), path in exported.items():
+        models[f"{name} [{runtime}]"], saved[f"{name} [{runtime}]"] = open_model(path), path
+        sources[f"{name} [{runtime}]"] = (name, runtime)
     rows, latency = measure(models, saved, task, tokenizer, options.measuring())
     for row in rows:
+        source, row["runtime"] = sources[row["variant"]]
         row["is_teacher"] = row["variant"] == TEACHER
-        row["steps"] = [] if row["is_teacher"] else built[row["variant"]].reports
-        row["saved_to"] = "teacher cache" if row["is_teacher"] else str(Path("models") / slug(row["variant"]))
+        row["steps"] = [] if source == TEACHER else built[source].reports
+        row["saved_to"] = "teacher cache" if row["is_teacher"] else str(Path(
+            "models" if row["runtime"] == "torch" else "exports") / slug(row["variant"], "-_+."))
 
     def fill(directory: Path) -> None:
         for name, variant in built.items():
             shutil.copytree(variant.path, directory / "models" / slug(name))
+        for (name, runtime), path in exported.items():
+            shutil.copytree(path, directory / "exports" / slug(f"{name} [{runtime}]", "-_+."))
         results = {
             "task": {"name": task.name, "type": task.type, "counts": task.counts(), "labels": task.label_names,
                      "validation_is_test": bool(task.meta.get("validation_is_test"))},

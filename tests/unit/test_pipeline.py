@@ -123,3 +123,30 @@ def test_the_main_job_runs_every_task_type_and_reports_its_scores(job, task_type
     reloaded = bc.load(target / "models" / "dynamic-int8")
     from bertcompress.core.task_types import task_type_of
     assert task_type_of(reloaded) == task_type
+
+
+@pytest.mark.slow
+def test_every_model_is_also_exported_verified_and_timed_in_each_runtime(job, tmp_path, monkeypatch, capsys):
+    task, options = job
+    options.runtimes, options.measure_memory = ("torch", "onnxruntime", "openvino"), True
+    target = run(task, options)
+    results = json.loads((target / "results.json").read_text())
+    rows = {r["variant"]: r for r in results["variants"]}
+    for name in ("teacher (fp32)", "dynamic-int8"):
+        assert rows[name]["runtime"] == "torch"
+        for runtime in ("onnxruntime", "openvino"):
+            row = rows[f"{name} [{runtime}]"]
+            assert row["runtime"] == runtime and row["speedup_b32"] > 0 and row["weights_mb"] > 0
+            assert "error" not in row and row["peak_rss_mb"] > 0  # the memory probe opens exports too
+            export = target / row["saved_to"]
+            assert json.loads((export / "export.json").read_text())["verified"]
+            # an export verifies against its source: the same predictions on nearly all test texts
+            assert abs(row["test_accuracy"] - rows[name]["test_accuracy"]) <= 0.1
+    report = (target / "report.md").read_text()
+    assert "| variant | runtime |" in report and "| dynamic-int8 [openvino] | openvino |" in report
+    # a second run reuses the verified exports: nothing is exported again
+    import bertcompress.export as export_module
+
+    monkeypatch.setattr(export_module, "export_model", lambda *a, **k: pytest.fail("exported again"))
+    options.overwrite = True
+    run(task, options)

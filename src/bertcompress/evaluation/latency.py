@@ -65,14 +65,14 @@ def benchmark_many(
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak.
 _MEMORY_PROBE = """
 import json, sys, torch
-import bertcompress as bc
 from bertcompress.evaluation.latency import synthetic_batch
+from bertcompress.runtimes import open_model
 def peak_mb():
     line = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
     return int(line.split()[1]) / 1024
 torch.set_num_threads(int(sys.argv[3]))
 before = peak_mb()
-model = bc.load(sys.argv[1])
+model = open_model(sys.argv[1])
 with torch.inference_mode():
     model(**synthetic_batch(int(sys.argv[2]), int(sys.argv[4]), model.config.vocab_size))
 after = peak_mb()
@@ -81,7 +81,8 @@ print(json.dumps({"peak_rss_mb": round(after, 1), "model_and_inference_mb": roun
 
 
 def peak_memory(saved_model: Path, batch_size: int = 32, seq_len: int = 64, threads: int = 1) -> dict:
-    """Peak resident memory of a fresh process that loads the saved model and runs one batch."""
+    """Peak resident memory of a fresh process that loads the saved model (or export, in its runtime) and runs
+    one batch."""
     result = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE, str(saved_model), str(batch_size), str(threads), str(seq_len)],
         capture_output=True, text=True,

@@ -35,16 +35,22 @@ def variant_table(rows: list[dict], task_type: str = "classification") -> str:
     quality = QUALITY_HEADERS.get(task_type, QUALITY_HEADERS["classification"])
     if rows and "test_spearman" in rows[0]:  # scored pairs: the score is Spearman's rho, not 10-NN accuracy
         quality = ["val Spearman", "test Spearman", *quality[2:]]
-    headers = ["variant", *quality, "size on disk (MB)",
+    runtimes = any(r.get("runtime", "torch") != "torch" for r in rows)  # a column only when some differ
+    headers = ["variant", *(["runtime"] if runtimes else []), *quality, "size on disk (MB)",
                "stored elements (M)", "encoder Linear MB", "latency b1 (ms)", "latency b32 (ms)",
                "speedup b1", "speedup b32", "peak RSS (MB)", "model+inference RSS (MB)"]
     body = [[
-        r["variant"], *_quality_cells(r, task_type), f"{r['size_mb']:.1f}", f"{r['parameters_m']:.2f}",
-        f"{r['encoder_linear_mb']:.1f}",
+        r["variant"], *([r.get("runtime", "torch")] if runtimes else []), *_quality_cells(r, task_type),
+        f"{r['size_mb']:.1f}", _figure(r, "parameters_m", "{:.2f}"), _figure(r, "encoder_linear_mb", "{:.1f}"),
         f"{r['latency_b1_ms']:.1f}", f"{r['latency_b32_ms']:.1f}", speedup(r, 1), speedup(r, 32),
         r.get("peak_rss_mb", "–"), r.get("model_and_inference_mb", "–"),
     ] for r in rows]
     return markdown_table(headers, body)
+
+
+def _figure(row: dict, key: str, form: str) -> str:
+    """A figure, or a dash where the row has none (an export in its runtime has no PyTorch parameters)."""
+    return "–" if row.get(key) is None else form.format(row[key])
 
 
 def _quality_cells(row: dict, task_type: str) -> list[str]:

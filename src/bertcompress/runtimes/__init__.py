@@ -69,6 +69,20 @@ def _config(directory: Path):
         raise BertCompressError(f"{directory / 'config.json'}: not a usable model config ({error})") from None
 
 
+def weights_file(directory: Path) -> Path:
+    """The file holding a model directory's weights: an export's ONNX graph or OpenVINO .bin, else the saved
+    model's safetensors."""
+    directory = Path(directory)
+    runtime = runtime_of(directory)
+    if runtime == "openvino":
+        return directory / OPENVINO_FILE.replace(".xml", ".bin")
+    if runtime == "onnxruntime":
+        return directory / ONNX_FILE
+    from bertcompress.model_dir import weights_path
+
+    return weights_path(directory)
+
+
 def export_record(directory: Path) -> dict | None:
     path = Path(directory) / EXPORT_RECORD
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
