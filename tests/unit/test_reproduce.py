@@ -171,3 +171,27 @@ def test_reproduce_refuses_an_output_it_did_not_write(tmp_path):
     (mine / "keep.txt").write_text("mine")
     assert_clean_error(bertcompress("reproduce", "--quick", "--out", mine), str(mine))
     assert (mine / "keep.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def toy_qa_teacher(tmp_path, cache):
+    """A tiny 6-layer extractive-QA model as the pre-trained start and the cached teacher."""
+    from tests.conftest import toy_qa_task
+
+    tokenizer, task = tiny_tokenizer(), toy_qa_task()
+    start = tmp_path / "pretrained-qa"
+    bc.save(tiny_model(layers=6, task_type="question_answering"), start, tokenizer)
+    path = cache / "teachers" / "toy-qa"
+    bc.save(bc.load(start), path, tokenizer)
+    return task, tokenizer, start, lambda train: Teacher(bc.load(path), path, cached=True)
+
+
+@pytest.mark.slow
+def test_every_claim_is_judged_on_a_question_answering_task(toy_qa_teacher):
+    evidence = gathered(toy_qa_teacher, runner.CLAIMS)
+    assert evidence.task_type == "question_answering"
+    for name, by_seed in evidence.results.items():  # one F1 per question, in [0, 1]
+        assert len(by_seed[0]["scores"]) == 8 and all(0 <= s <= 1 for s in by_seed[0]["scores"]), name
+    for claim in runner.CLAIMS:
+        finding = runner.judge(claim, evidence)
+        assert not finding.figure.startswith("could not be judged"), (claim.id, finding.figure)
