@@ -32,7 +32,7 @@ from bertcompress.evaluation.metrics import is_labelled, outputs, score
 from bertcompress.files import check_output_path, write_atomically
 from bertcompress.hardware import cpu_features, cpu_name, has_int8_dot_product
 from bertcompress.plain import ffn_widths, plain_config, plain_problem, plain_state_dict
-from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, require_runtime
+from bertcompress.runtimes import EXPORT_RECORD, ONNX_FILE, OPENVINO_FILE, model_bytes, require_runtime
 
 FORMATS = {"onnx": "onnxruntime", "openvino": "openvino", "transformers": "torch"}
 FP32_TOLERANCE = 1e-4
@@ -161,7 +161,7 @@ def export_model(source: str | Path, to: str, out: Path, examples: list[Example]
         model.config.save_pretrained(directory) if to != "transformers" else None
         tokenizer.save_pretrained(directory)
         record.update(format=to, runtime=FORMATS[to], source=str(source), exact=reference.exact,
-                      int8=settings.int8, size_mb=_model_bytes(directory) / 1e6,
+                      int8=settings.int8, size_mb=model_bytes(directory) / 1e6,
                       cpu={"name": cpu_name(), "features": cpu_features()})
         if not record["verified"] and settings.enforce:
             raise BertCompressError(
@@ -184,11 +184,6 @@ def _check_plain(model: nn.Module) -> None:
     if problem is not None:
         raise BertCompressError(f"cannot be a plain Transformers checkpoint: {problem}; "
                                 "export it --to onnx or --to openvino instead")
-
-
-def _model_bytes(directory: Path) -> int:
-    names = {ONNX_FILE, OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), io.WEIGHTS, "config.json"}
-    return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
 
 
 def _to_transformers(job: Job, directory: Path) -> dict:

@@ -11,7 +11,7 @@ from safetensors.torch import load_model, save_model
 from transformers import AutoConfig, AutoTokenizer
 
 from bertcompress.arch.spec import get_spec, spec_for_type
-from bertcompress.core.errors import BertCompressError
+from bertcompress.core.errors import BertCompressError, first_line
 from bertcompress.core.modules import is_replacement, linear_entry, rebuild
 from bertcompress.core.task_types import (CLASSIFICATION, EMBEDDING, TOKEN_CLASSIFICATION, auto_class,
                                           check_task_type, checkpoint_type, task_type_of, type_of_class_name)
@@ -205,20 +205,16 @@ def load(source: str | Path = "minilm", num_labels: int | None = None, seed: int
         try:
             model = auto_class(task_type).from_pretrained(path, **extra)
         except (OSError, ValueError, RuntimeError) as error:
-            raise BertCompressError(f"{path}: cannot load the model ({_first_line(error)})") from None
+            raise BertCompressError(f"{path}: cannot load the model ({first_line(error)})") from None
     model._bertcompress_source = str(path)  # where its tokenizer lives
     return model.eval()
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def _config(path: Path):
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BertCompressError(f"{path / 'config.json'}: not a usable model config ({_first_line(error)})") from None
+        raise BertCompressError(f"{path / 'config.json'}: not a usable model config ({first_line(error)})") from None
     try:
         spec_for_type(config.model_type)
     except BertCompressError as error:
@@ -256,7 +252,7 @@ def load_tokenizer(source: str | Path = "minilm"):
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BertCompressError(f"{path}: cannot load the tokenizer ({_first_line(error)})") from None
+        raise BertCompressError(f"{path}: cannot load the tokenizer ({first_line(error)})") from None
 
 
 def check_sequence_length(source: str | Path, length: int, option: str = "--max-length") -> None:

@@ -19,8 +19,7 @@ from bertcompress.evaluation.latency import benchmark_many, peak_memory
 from bertcompress.evaluation.metrics import score
 from bertcompress.evaluation.size import counts_by_component, encoder_linear_bytes
 from bertcompress.hardware import cpu_features, cpu_name
-from bertcompress.io import directory_bytes_of
-from bertcompress.runtimes import weights_file
+from bertcompress.runtimes import model_bytes, weights_file
 
 MB = 1e6
 EMBEDDING_KEYS = ("mean_cosine", f"neighbour_recall_at_{NEIGHBOURS}")
@@ -97,7 +96,7 @@ def measure(models: dict[str, nn.Module], saved: dict[str, Path], task: Task, to
     baseline = latency[next(iter(models))]
     for row in rows:
         name, path = row["variant"], saved[row["variant"]]
-        row["size_mb"] = directory_bytes_of(path, exclude_tokenizer=True) / MB
+        row["size_mb"] = model_bytes(path) / MB
         row["weights_mb"] = weights_file(path).stat().st_size / MB
         row |= latency_fields(latency[name], baseline, options.batch_sizes)
         if options.memory:

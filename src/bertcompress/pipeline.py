@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch.nn as nn
 from rich.console import Console
 
 from bertcompress.core.context import Context
-from bertcompress.core.errors import BertCompressError
+from bertcompress.core.errors import first_line
 from bertcompress.data.tasks import Task
 from bertcompress.files import check_name, check_output_path, write_atomically
 from bertcompress.io import load, load_tokenizer
@@ -53,10 +54,11 @@ class RunOptions:
 
 
 def export_all(saved: dict[str, Path], options: RunOptions, task: Task, root: Path, console: Console
-               ) -> dict[tuple[str, str], Path]:
+               ) -> dict[tuple[str, str], nn.Module]:
     """Each model exported to each runtime but torch, verified on test texts before it is written, cached
-    beside the teacher by the source's own cache name. One that a runtime cannot hold or that does not
-    verify is left out with a line saying why; the others are measured."""
+    beside the teacher by the source's own cache name, and opened there (with the run's threads). One that
+    a runtime cannot hold or that does not verify is left out with a line saying why; the others are
+    measured."""
     from bertcompress.export import ExportSettings, export_model
     from bertcompress.runtimes import export_record
 
@@ -66,14 +68,13 @@ def export_all(saved: dict[str, Path], options: RunOptions, task: Task, root: Pa
     for runtime in (r for r in options.runtimes if r != "torch"):
         for name, source in saved.items():
             target = root / f"{source.name}-{runtime}"
-            if export_record(target) is None:
-                try:
+            try:
+                if export_record(target) is None:
                     export_model(source, formats[runtime], target, examples,
                                  ExportSettings(max_length=options.train.max_length, overwrite=True))
-                except BertCompressError as error:
-                    console.print(f"[yellow]{name} in {runtime} left out:[/] {error}")
-                    continue
-            exported[(name, runtime)] = target
+                exported[(name, runtime)] = open_model(target, threads=options.threads)
+            except Exception as error:  # noqa: BLE001 - a runtime's own tool failing must not lose the run
+                console.print(f"[yellow]{name} in {runtime} left out:[/] {first_line(error)}")
     return exported
 
 
@@ -102,8 +103,8 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
     saved = {TEACHER: teacher.path, **{name: b.path for name, b in built.items()}}
     exported = export_all(saved, options, task, teacher.path.parent.parent / "exports", console)
     sources = {name: (name, "torch") for name in saved}  # row name -> (the model it runs, runtime)
-    for (name, runtime), path in exported.items():
-        models[f"{name} [{runtime}]"], saved[f"{name} [{runtime}]"] = open_model(path), path
+    for (name, runtime), model in exported.items():
+        models[f"{name} [{runtime}]"], saved[f"{name} [{runtime}]"] = model, model.path.parent
         sources[f"{name} [{runtime}]"] = (name, runtime)
     rows, latency = measure(models, saved, task, tokenizer, options.measuring())
     for row in rows:
@@ -115,9 +116,9 @@ def run(task: Task, options: RunOptions, console: Console | None = None) -> Path
 
     def fill(directory: Path) -> None:
         for name, variant in built.items():
-            shutil.copytree(variant.path, directory / "models" / slug(name))
-        for (name, runtime), path in exported.items():
-            shutil.copytree(path, directory / "exports" / slug(f"{name} [{runtime}]", "-_+."))
+            shutil.copytree(variant.path, directory / "models" / slug(name, "-_+."))
+        for (name, runtime), model in exported.items():
+            shutil.copytree(model.path.parent, directory / "exports" / slug(f"{name} [{runtime}]", "-_+."))
         results = {
             "task": {"name": task.name, "type": task.type, "counts": task.counts(), "labels": task.label_names,
                      "validation_is_test": bool(task.meta.get("validation_is_test"))},

@@ -409,13 +409,13 @@ def test_sequence_length_of_saved_models(tmp_path):
 
 
 def test_first_line_of_an_error():
-    from bertcompress.io import _first_line
+    from bertcompress.core.errors import first_line
 
-    assert _first_line(ValueError("\n  first line  \nsecond line\n")) == "first line  "
-    assert _first_line(OSError("only")) == "only"
-    assert _first_line(KeyError()) == "KeyError"
-    assert _first_line(ValueError("   \n ")) == "ValueError"
-    assert _first_line(ValueError("x" * 400 + "\nmore")) == "x" * 300
+    assert first_line(ValueError("\n  first line  \nsecond line\n")) == "first line  "
+    assert first_line(OSError("only")) == "only"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError("   \n ")) == "ValueError"
+    assert first_line(ValueError("x" * 400 + "\nmore")) == "x" * 300
 
 
 def test_article():

@@ -287,3 +287,34 @@ def test_a_choice_without_training_is_its_own_twin(tokenizer):
     candidate(trials, PARAMS, trained=False)
     assert built[0].name == describe(untrained)  # the same recipe as the trained choice: one cached model
     assert built[1].name == describe(PARAMS) + " (shape)"
+
+
+def test_a_study_stops_when_every_choice_is_settled_under_this_runs_budget():
+    from types import SimpleNamespace
+
+    from bertcompress.search.optimize import _stop_when_explored
+
+    space = SearchSpace(layers=(2,), head_fractions=(0.0,), ffn_fractions=(0.0,), vocabulary=(False,),
+                        quantization=("none", "int8"), distill_epochs=(1.0,), recovery_epochs=(0.5,))
+    finished = SimpleNamespace(is_finished=lambda: True)
+    running = SimpleNamespace(is_finished=lambda: False)
+
+    def trial(quantization, state=finished, **attrs):
+        params = {"layers": 2, "head_fractions": 0.0, "ffn_fractions": 0.0, "vocabulary": False,
+                  "quantization": quantization, "distill_epochs": 1.0, "recovery_epochs": 0.5}
+        return SimpleNamespace(params=params, state=state, user_attrs=attrs)
+
+    fast = trial("int8", result=_result("L2-int8", 0.80, 3.0))
+    stopped = trial("none", error="hopeless: ...", shape={"shape": "L2", "speedup": 1.0})
+
+    def stops(trials_list, max_drop):
+        study = SimpleNamespace(get_trials=lambda deepcopy: trials_list, stop=lambda: calls.append("stop"))
+        calls = []
+        context = SimpleNamespace(space=space, depth=2, objective="latency", teacher_score=0.85, max_drop=max_drop)
+        _stop_when_explored(context)(study, None)
+        return calls == ["stop"]
+
+    assert stops([fast, stopped], max_drop=10.0)  # L2-int8 is within 10 points: L2 stays hopeless
+    assert not stops([fast, stopped], max_drop=1.0)  # a stricter budget: nothing within it, L2 may now win
+    assert not stops([fast, trial("none", state=running)], max_drop=10.0)  # a trial left running is not tried
+    assert stops([fast, trial("none", error="the export does not verify")], max_drop=1.0)

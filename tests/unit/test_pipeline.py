@@ -140,6 +140,7 @@ def test_every_model_is_also_exported_verified_and_timed_in_each_runtime(job, tm
             assert "error" not in row and row["peak_rss_mb"] > 0  # the memory probe opens exports too
             export = target / row["saved_to"]
             assert json.loads((export / "export.json").read_text())["verified"]
+            assert row["size_mb"] >= row["weights_mb"]  # the graph and weights count, not the config alone
             # an export verifies against its source: the same predictions on nearly all test texts
             assert abs(row["test_accuracy"] - rows[name]["test_accuracy"]) <= 0.1
     report = (target / "report.md").read_text()

@@ -191,7 +191,7 @@ def test_spearman_ranks_with_ties_and_is_sign_and_scale_free():
     assert spearman(a, b) == pytest.approx(1 - 6 * 4 / (5 * 24))
 
 
-def _scored_pairs_file(path, count=30):
+def _scored_pairs_file(path, count=60):
     rows = [("good movie", "a great film", 4.5), ("dull plot", "boring story", 4.0),
             ("good movie", "boring story", 0.5), ("superb actor", "dull plot", 1.0)]
     lines = ["first\tsecond\tsimilarity"] + [f"{a} {i}\t{b} {i}\t{s}" for i in range(count)
@@ -203,7 +203,7 @@ def _scored_pairs_file(path, count=30):
 def test_scored_pairs_embed_each_text_alone_and_score_by_spearman(tmp_path):
     columns = tasks.Columns(text="first", text_pair="second", label="similarity")
     task = tasks.from_files(_scored_pairs_file(tmp_path / "sts.tsv"), columns=columns, task_type="embedding")
-    assert task.type == "embedding" and sum(task.counts().values()) == 30
+    assert task.type == "embedding" and sum(task.counts().values()) == 60
     test = task.split("test")
     tokenizer, model = tiny_tokenizer(), tiny_model(task_type="embedding")
     data = encode(test, tokenizer, 16)
@@ -251,7 +251,7 @@ def test_eval_of_an_embedder_on_scored_pairs_prints_spearman_and_agreement(tmp_p
               "--reference", str(model), "--max-length", "16"])
     out = capsys.readouterr().out
     assert done.value.code == 0, out
-    assert "Spearman" in out and "over 3 pairs" in out and "mean cosine 1.0000" in out and "n=6 texts" in out
+    assert "Spearman" in out and "over 6 pairs" in out and "mean cosine 1.0000" in out and "n=12 texts" in out
 
 
 def test_an_embedder_distils_on_scored_pairs_from_both_texts(tmp_path):
@@ -264,3 +264,20 @@ def test_an_embedder_distils_on_scored_pairs_from_both_texts(tmp_path):
     before = 1 - mean_cosine(logits(student, data), logits(teacher, data))
     bc.compress(student, bc.Distillation(max_steps=40, learning_rate=1e-3), ctx)
     assert 1 - mean_cosine(logits(student, data), logits(teacher, data)) < before / 2
+
+
+def test_scored_pairs_too_few_or_all_alike_are_refused(tmp_path):
+    columns = tasks.Columns(text="first", text_pair="second", label="similarity")
+    with pytest.raises(BertCompressError, match="few.tsv: 30 pairs; an embedding task needs at least 50"):
+        tasks.from_files(_scored_pairs_file(tmp_path / "few.tsv", 30), columns=columns, task_type="embedding")
+    same = _scored_pairs_file(tmp_path / "same.tsv", 60)
+    same.write_text("\n".join(line.rsplit("\t", 1)[0] + ("\tsimilarity" if i == 0 else "\t3")
+                              for i, line in enumerate(same.read_text().splitlines())) + "\n")
+    with pytest.raises(BertCompressError, match="same.tsv: column 'similarity' holds one value for every pair"):
+        tasks.from_files(same, columns=columns, task_type="embedding")
+    train, texts = _scored_pairs_file(tmp_path / "train.tsv", 30), tmp_path / "eval.txt"
+    texts.write_text("a text\nanother text\n" * 5)
+    with pytest.raises(BertCompressError, match="eval.txt: 0 pairs to evaluate on; give at least 5"):
+        tasks.from_files(train, texts, columns=columns, task_type="embedding")
+    held_out = _scored_pairs_file(tmp_path / "held.tsv", 8)
+    assert len(tasks.from_files(train, held_out, columns=columns, task_type="embedding").split("test")) == 8

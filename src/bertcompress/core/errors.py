@@ -8,6 +8,11 @@ class BertCompressError(Exception):
     """A problem with the user's input (file, field, value); the CLI prints it and exits with code 2."""
 
 
+def first_line(error: Exception) -> str:
+    """An error's first non-empty line, at most 300 characters (its type name when it has no message)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
 def describe_validation_error(owner: str, error: ValidationError) -> str:
     """Turn a pydantic error into one line: `owner.field: message (got value)`."""
     parts = []

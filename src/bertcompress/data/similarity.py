@@ -36,6 +36,9 @@ def read_scored_pairs(path: Path, rows: list[tuple[int, dict]], text: str, text_
             raise BertCompressError(f"{path}:{line}: column {score!r} must be a similarity score (a number), "
                                     f"got {raw!r}")
         pairs.append(ScoredPair(cell(path, line, row, text), cell(path, line, row, text_pair), value))
+    if len({p.score for p in pairs}) < 2:
+        raise BertCompressError(f"{path}: column {score!r} holds one value for every pair; similarity scores "
+                                "must differ to rank pairs by them")
     return pairs
 
 

@@ -3,7 +3,6 @@ aligned to word pieces (a word's first piece carries its tag, the other pieces n
 back per word, for entity-level scores."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

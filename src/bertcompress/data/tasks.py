@@ -383,14 +383,20 @@ def _embedding_examples(path: Path, columns: Columns, label_ids: dict[str, int] 
 
 def _embedding_files(train: Path, evaluation: Path | None, columns: Columns, seed: int, name: str | None) -> Task:
     examples, label_names = _embedding_examples(train, columns, None)
-    if len(examples) < 20:
-        raise BertCompressError(f"{train}: {len(examples)} {'pairs' if columns.text_pair else 'texts'}; an "
-                                "embedding task needs at least 20 "
-                                "(neighbours are scored within each split)")
+    # scored pairs are ranked within a split: each split needs several (10% of 50 = 5)
+    unit = "pairs" if columns.text_pair else "texts"
+    least = 50 if columns.text_pair and evaluation is None else 20
+    if len(examples) < least:
+        raise BertCompressError(f"{train}: {len(examples)} {unit}; an embedding task needs at least {least} "
+                                "(its scores are computed within each split)")
     if evaluation is None:
         splits = seeded_split(examples, seed)
     else:
         held_out, _ = _embedding_examples(evaluation, columns, {n: i for i, n in enumerate(label_names)} or None)
+        alike = [e for e in held_out if type(e) is type(examples[0])]
+        if len(alike) < 5:
+            raise BertCompressError(f"{evaluation}: {len(alike)} {unit} to evaluate on; give at least 5 "
+                                    f"({unit}, like the training file)")
         splits = {"train": examples, "validation": held_out, "test": held_out}
     return Task(name or train.stem, label_names, splits, f"user texts from {train.name} (sentence embeddings)",
                 {"validation_is_test": evaluation is not None}, type=EMBEDDING)

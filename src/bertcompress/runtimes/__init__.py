@@ -69,6 +69,18 @@ def _config(directory: Path):
         raise BertCompressError(f"{directory / 'config.json'}: not a usable model config ({error})") from None
 
 
+def model_bytes(directory: Path) -> int:
+    """A model directory's size on disk: an export's graph, weights and config, or a saved model's weights,
+    config and manifest (tokenizer and notes left out either way)."""
+    directory = Path(directory)
+    if runtime_of(directory) == "torch":
+        from bertcompress.io import directory_bytes_of
+
+        return directory_bytes_of(directory, exclude_tokenizer=True)
+    names = {ONNX_FILE, OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), "config.json"}
+    return sum(f.stat().st_size for f in directory.iterdir() if f.name in names)
+
+
 def weights_file(directory: Path) -> Path:
     """The file holding a model directory's weights: an export's ONNX graph or OpenVINO .bin, else the saved
     model's safetensors."""

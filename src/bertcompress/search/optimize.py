@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from bertcompress.core.context import Context
-from bertcompress.core.errors import BertCompressError
+from bertcompress.core.errors import BertCompressError, first_line
 from bertcompress.data.tasks import Task
 from bertcompress.evaluation.latency import benchmark_many
 from bertcompress.data.batching import encode
@@ -27,7 +27,7 @@ from bertcompress.hardware import cpu_features, cpu_name
 from bertcompress.io import load, load_tokenizer
 from bertcompress.measure import latency_fields
 from bertcompress.reports.plots import scatter
-from bertcompress.runtimes import peers
+from bertcompress.runtimes import model_bytes, peers
 from bertcompress.search import frontier as fr
 from bertcompress.search.space import OBJECTIVES, SearchSpace, describe, recipe_for
 from bertcompress.search.study import open_storage, open_study, study_key
@@ -216,14 +216,22 @@ def _shape_measured(trials: list, shape: str) -> dict | None:
     return next((t.user_attrs["shape"] for t in trials if t.user_attrs.get("shape", {}).get("shape") == shape), None)
 
 
-def _stop_when_explored(space: SearchSpace, depth: int):
-    """Stop the study once every choice of the space has been tried: the sampler would only repeat them."""
-    choices = space.choices(depth)
-    total = math.prod(len(values) for values in choices.values())
+def _stop_when_explored(trials: TrialContext):
+    """Stop the study once every choice of the space is settled: finished with a result or refused, or stopped
+    as hopeless and still hopeless under this run's budget (a study resumed with a stricter --max-drop
+    trains the choices a looser one stopped). The sampler would only repeat them."""
+    total = math.prod(len(values) for values in trials.space.choices(trials.depth).values())
 
     def callback(study, trial) -> None:
-        tried = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.params}
-        if len(tried) >= total:
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.params]
+        results = [t.user_attrs["result"] for t in finished if "result" in t.user_attrs]
+
+        def settled(t) -> bool:
+            if not t.user_attrs.get("error", "").startswith("hopeless"):
+                return True
+            return hopeless(trials, t.user_attrs["shape"], results) is not None
+
+        if len({tuple(sorted(t.params.items())) for t in finished if settled(t)}) >= total:
             study.stop()
     return callback
 
@@ -235,7 +243,7 @@ def _search(study, trials: TrialContext, options: OptimizeOptions, key: str, tas
     from optuna.trial import TrialState
 
     callbacks = [_progress(console, teacher_val, options, score_name(task)),
-                 _stop_when_explored(trials.space, trials.depth)]
+                 _stop_when_explored(trials)]
     if options.trials is not None:
         callbacks.append(MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     threads = max(1, (os.cpu_count() or 1) // options.workers)
@@ -266,7 +274,7 @@ def worker(task: Task, options: OptimizeOptions, key: str, threads: int) -> None
     study = open_study(open_storage(options.storage, key), key, options.train.seed + 1)
     callbacks = [MaxTrialsCallback(options.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))] \
         if options.trials is not None else []
-    callbacks.append(_stop_when_explored(space, model_depth(teacher.model)))
+    callbacks.append(_stop_when_explored(trials))
     study.optimize(_objective(trials), n_trials=None if options.time_budget else options.trials,
                    timeout=options.time_budget, callbacks=callbacks)
 
@@ -323,7 +331,7 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
 def _measure_frontier(front: list[dict], trials: TrialContext, options: OptimizeOptions,
                       console: Console) -> tuple[list[dict], dict[str, Path]]:
     """Test and validation accuracy, batch 1 and 32 latency interleaved, size: teacher, frontier, peers."""
-    from bertcompress.search.trials import candidate, model_bytes
+    from bertcompress.search.trials import candidate
 
     models, kinds, saved, recipes, runtimes = {TEACHER: trials.teacher}, {TEACHER: "teacher"}, {}, {}, {}
     sizes = {TEACHER: trials.teacher_bytes}
@@ -354,17 +362,17 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
 def _peer_models(trials: TrialContext, console: Console) -> list[tuple[str, str, object, int]]:
     """(name, runtime, runnable model, bytes on disk) of each peer path on the teacher. A peer that cannot be
     built here (a runtime that does not take this model) is left out with a line saying why."""
-    from bertcompress.search.trials import model_bytes, openvino_static
+    from bertcompress.search.trials import openvino_static
+
+    def nncf(model, path):  # what a user gets with no training: OpenVINO + NNCF post-training int8
+        return openvino_static(trials, trials.teacher_path, "teacher")
 
     built = []
-    for name, runtime, build in PEERS:
+    for name, runtime, build in (*PEERS, (PEER_NNCF, "openvino-static-int8", nncf)):
         try:
             model, path = build(trials.teacher, trials.exports / "peers" / slug(name))
         except Exception as error:  # noqa: BLE001 - a peer's own tool failing must not lose the search
-            console.print(f"[yellow]{name} left out:[/] {type(error).__name__}: {str(error).splitlines()[0][:160]}")
+            console.print(f"[yellow]{name} left out:[/] {type(error).__name__}: {first_line(error)[:160]}")
             continue
-        built.append((name, runtime, model, path.stat().st_size))
-    # what a user gets with no training: the fp32 teacher through OpenVINO + NNCF post-training int8
-    model, path = openvino_static(trials, trials.teacher_path, "teacher")
-    built.append((PEER_NNCF, "openvino-static-int8", model, model_bytes(path)))
+        built.append((name, runtime, model, model_bytes(path) if path.is_dir() else path.stat().st_size))
     return built

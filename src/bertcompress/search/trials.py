@@ -20,7 +20,7 @@ from bertcompress.evaluation.latency import benchmark_many
 from bertcompress.evaluation.metrics import score
 from bertcompress.io import directory_bytes_of
 from bertcompress.measure import MB, paired_speedup
-from bertcompress.runtimes import OPENVINO_FILE
+from bertcompress.runtimes import OPENVINO_FILE, model_bytes
 from bertcompress.search.space import SearchSpace, describe, recipe_for, runtime_for
 from bertcompress.variants import Variant, VariantCache, slug
 
@@ -146,13 +146,6 @@ def hopeless(trials: TrialContext, shape: dict[str, Any], results: list[dict[str
         return None
     return (f"hopeless: its shape {shape['shape']} reaches {shape[key]:.2f}x, and {best['name']} is already "
             f"{best[key]:.2f}x within the budget")
-
-
-def model_bytes(path: Path) -> int:
-    """A saved variant's weights, config and manifest, or an export's model files."""
-    model_files = {OPENVINO_FILE, OPENVINO_FILE.replace(".xml", ".bin"), "model.onnx"}
-    exported = [f for f in Path(path).iterdir() if f.name in model_files]
-    return sum(f.stat().st_size for f in exported) if exported else directory_bytes_of(path, exclude_tokenizer=True)
 
 
 def objective_key(objective: str) -> str:
