@@ -29,10 +29,11 @@ def _largest_difference(a: dict, b: dict) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_size", [12, 7], ids=["even-shards", "uneven-shards"])
+@pytest.mark.parametrize("batch_size", [12, 7, 1], ids=["even-shards", "uneven-shards", "empty-shards"])
 def test_two_cpu_processes_match_one_process(tmp_path, batch_size):
     """Batches of 7 split 4 + 3 over two processes (and the epoch's last batch, 6, splits 3 + 3): the loss is
-    normalised by the global batch, so shards of different sizes still give the one-process gradient."""
+    normalised by the global batch, so shards of different sizes still give the one-process gradient. Batches
+    of 1 leave one process an empty shard: it runs one example weighted zero."""
     single = _run(1, batch_size, tmp_path / "one.pt")
     double = _run(2, batch_size, tmp_path / "two.pt")
     assert single["world"] == 1 and double["world"] == 2

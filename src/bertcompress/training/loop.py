@@ -185,8 +185,12 @@ def train(
     options = {key: value for hook in hooks for key, value in hook.forward_options().items()}
     for step in range(start, steps):
         indices = global_batch(lengths, step, config)
-        batch = {k: v.to(accelerator.device) for k, v in data.batch(indices[rank::world]).items()}
-        state = StepState(step, steps, scheduler.get_last_lr()[0], batch, example_weight=world / len(indices))
+        # a global batch smaller than the process count leaves some shards empty: such a process still runs
+        # (every process joins the gradient all-reduce) on one example weighted zero
+        shard = indices[rank::world]
+        batch = {k: v.to(accelerator.device) for k, v in data.batch(shard or indices[:1]).items()}
+        state = StepState(step, steps, scheduler.get_last_lr()[0], batch,
+                          example_weight=world / len(indices) if shard else 0.0)
         state.outputs = wrapped(**model_inputs(batch), **options)
         if teacher is not None:
             with torch.no_grad():
