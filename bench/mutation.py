@@ -4,6 +4,7 @@ nearest test files. Slow (minutes per module on two cores), so not part of CI.
     .venv/bin/pip install -e ".[test,mutation]"
     .venv/bin/python bench/mutation.py                       # every module
     .venv/bin/python bench/mutation.py quantizers masks      # some of them
+    .venv/bin/python bench/mutation.py core --survivors-only # the last run's survivors, after new tests
 
 Each module runs in its own copy of the committed tree (`git archive HEAD` under bench/work/mutation/), so
 the working tree is never mutated. Rows of bench/results/mutation.json are replaced per module run, others
@@ -31,7 +32,8 @@ PACKAGE = "src/bertcompress"
 
 # module -> (files mutated, nearest test files)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "core": ([f"{PACKAGE}/core/*"], ["test_config_registry.py", "test_method_contract.py", "test_targets.py"]),
+    "core": ([f"{PACKAGE}/core/*"], ["test_core.py", "test_config_registry.py", "test_method_contract.py",
+                                     "test_targets.py"]),
     "surgery": ([f"{PACKAGE}/surgery/*"], ["test_surgery.py"]),
     "io": ([f"{PACKAGE}/io.py"], ["test_io.py", "test_reliability.py"]),
     "quantizers": ([f"{PACKAGE}/methods/quantization/quantizers.py"], ["test_quantizers.py", "test_properties.py"]),
@@ -57,19 +59,35 @@ def prepare(name: str) -> Path:
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(work, filter="data")
+    with (work / "pyproject.toml").open("a") as config:
+        config.write(_mutmut_config(name))
+    return work
+
+
+def _mutmut_config(name: str) -> str:
     mutated, tests = MODULES[name]
     selection = [f"tests/unit/{t}" for t in tests]
     if name in TEST_FILTERS:
         selection += ["-k", TEST_FILTERS[name]]
-    with (work / "pyproject.toml").open("a") as config:
-        config.write(
-            "\n[tool.mutmut]\n"
+    return ("\n[tool.mutmut]\n"
             'source_paths = ["src/"]\n'
             f"only_mutate = {_toml_list(mutated)}\n"
             f"pytest_add_cli_args_test_selection = {_toml_list(selection)}\n"
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
             'process_isolation = "forkserver"\n'  # torch is not fork-safe once a test has run
             "use_git_change_detection = false\n")
+
+
+def refresh_tests(name: str) -> Path:
+    """The last run's copy with today's tests and test selection: its survivors can be run again alone."""
+    work = WORK / name
+    if not (work / "mutants").is_dir():
+        raise SystemExit(f"{name}: no earlier run under {work}; run the module whole first")
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.rmtree(target)
+        shutil.copytree(ROOT / "tests", target)
+    config = (work / "pyproject.toml").read_text().split("\n[tool.mutmut]\n")[0]
+    (work / "pyproject.toml").write_text(config + _mutmut_config(name))
     return work
 
 
@@ -81,14 +99,21 @@ def _mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.
                           text=True, timeout=timeout)
 
 
-def run_module(name: str, timeout: float) -> dict:
-    work = prepare(name)
+def _not_killed(work: Path, kinds: tuple[str, ...] = ("survived", "no tests")) -> list[str]:
+    return [line.split(":")[0].strip() for line in _mutmut(work, "results").stdout.splitlines()
+            if line.strip().endswith(kinds)]
+
+
+def run_module(name: str, timeout: float, survivors_only: bool = False) -> dict:
+    """Every mutant of the module in a fresh copy; or, with `survivors_only`, only the last run's survivors
+    and timeouts against the current tests (the killed stay killed: tests were only added)."""
+    work = refresh_tests(name) if survivors_only else prepare(name)
+    again = _not_killed(work, ("survived", "no tests", "timeout")) if survivors_only else []
     started = time.perf_counter()
-    _mutmut(work, "run", "--max-children", "1", timeout=timeout)
+    _mutmut(work, "run", "--max-children", "1", *again, timeout=timeout)
     _mutmut(work, "export-cicd-stats")
     stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
-    survivors = [line.split(":")[0].strip() for line in _mutmut(work, "results").stdout.splitlines()
-                 if line.strip().endswith(("survived", "no tests"))]
+    survivors = _not_killed(work)
     diffs = [_mutmut(work, "show", mutant).stdout for mutant in survivors]
     (work / "survivors.diff").write_text("\n".join(diffs))
     print(f"{name}: {stats} in {time.perf_counter() - started:.0f}s; survivors in {work / 'survivors.diff'}")
@@ -103,9 +128,11 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", choices=[[], *MODULES], default=[], metavar="MODULE",
                         help=f"some of: {', '.join(MODULES)} (default: all)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per module")
-    names = parser.parse_args().modules or list(MODULES)
-    for name in names:
-        row = run_module(name, parser.parse_args().timeout)
+    parser.add_argument("--survivors-only", action="store_true",
+                        help="run only the last run's survivors and timeouts again, against the current tests")
+    args = parser.parse_args()
+    for name in args.modules or list(MODULES):
+        row = run_module(name, args.timeout, args.survivors_only)
         # read again before writing: another run (other modules) may have written meanwhile
         rows = {r["module"]: r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else [])}
         rows[name] = row
