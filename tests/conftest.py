@@ -54,6 +54,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations made by a test disappear with it."""
+    from bertcompress.core import registry
+
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setattr(registry, "_BY_NAME", dict(registry._BY_NAME))
+
+
+@pytest.fixture
 def model():
     return tiny_model()
 

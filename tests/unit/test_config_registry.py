@@ -2,7 +2,6 @@ import pydantic
 import pytest
 
 import bertcompress as bc
-from bertcompress.core import registry
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.modules import replacement
 from bertcompress.core.registry import config_from_dict, config_type, handler_for, register
@@ -37,13 +36,6 @@ def test_configs_are_frozen_and_serialise():
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.embeddings = True
     assert config_from_dict(config.to_dict()) == config
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Registrations made by a test disappear with it."""
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
-    monkeypatch.setattr(registry, "_BY_NAME", dict(registry._BY_NAME))
 
 
 def test_a_method_name_registered_twice_is_rejected(scratch_registry):

@@ -4,7 +4,7 @@ import pydantic
 import pytest
 import torch.nn as nn
 
-from bertcompress.core import modules, registry
+from bertcompress.core import modules
 from bertcompress.core.bytes import ByteSnapshot, stored_bytes
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.errors import BertCompressError, describe_validation_error, first_line
@@ -107,12 +107,6 @@ def test_a_report_is_a_plain_dict_of_its_fields():
 
 
 # --- registry -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
-    monkeypatch.setattr(registry, "_BY_NAME", dict(registry._BY_NAME))
 
 
 def test_a_config_without_a_name_cannot_register(scratch_registry):
