@@ -209,8 +209,8 @@ def _to_onnx(job: Job, directory: Path) -> dict:
     if job.calibration is not None:
         from bertcompress.runtimes.static_int8 import ort_quantize_static
 
-        ort_quantize_static(path, path, job.calibration)
-        found = {**found, **job.reference.check(OrtModel(path, None)), "quantizer": "onnxruntime quantize_static (QDQ)"}
+        quantizer = ort_quantize_static(path, path, job.calibration)
+        found = {**found, **job.reference.check(OrtModel(path, None)), **quantizer}
     return {**found, **packed}
 
 
@@ -276,8 +276,7 @@ def _to_openvino(job: Job, directory: Path) -> dict:
     else:
         from bertcompress.runtimes.static_int8 import nncf_quantize
 
-        nncf_quantize(onnx_path, directory / OPENVINO_FILE, job.calibration)
-        quantizer = {"quantizer": "nncf.quantize (ModelType.TRANSFORMER)"}
+        quantizer = nncf_quantize(onnx_path, directory / OPENVINO_FILE, job.calibration)
     onnx_path.unlink()
     return {**job.reference.check(OpenVinoModel(directory / OPENVINO_FILE, job.model.config)), **quantizer}
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
+from torch import nn
 
 import bertcompress as bc
 from bertcompress import export as export_module
@@ -247,16 +248,23 @@ def test_4_bit_export_keeps_the_faster_graph_and_verifies_exactly(tmp_path):
     assert not (tmp_path / "out" / "packed-model.onnx").exists()
 
 
-@pytest.mark.parametrize("to", ["onnx", "openvino"])
-def test_static_8_bit_models_export_as_qdq_int8(models, to, tmp_path):
-    """naive_ptq with 8-bit activations: its calibrated ranges become QuantizeLinear/DequantizeLinear pairs."""
-    from bertcompress.methods.quantization.packed import PackedLinear
-    from bertcompress.methods.quantization.qdq_export import QdqLinear
-    from tests.conftest import random_batch, toy_task
+def w8a8_model(models) -> nn.Module:
+    """naive_ptq with 8-bit activations: static int8 Linears with calibrated input ranges."""
+    from tests.conftest import toy_task
 
     model = bc.load(models["fp32"])
     ctx = bc.Context(task=toy_task(), tokenizer=tiny_tokenizer())
     bc.compress(model, bc.NaivePTQ(weight_bits=8, activation_bits=8, calibration_examples=16), ctx)
+    return model
+
+
+@pytest.mark.parametrize("to", ["onnx", "openvino"])
+def test_static_8_bit_models_export_as_qdq_int8(models, to, tmp_path):
+    """Their calibrated ranges become QuantizeLinear/DequantizeLinear pairs."""
+    from bertcompress.methods.quantization.packed import PackedLinear
+    from bertcompress.methods.quantization.qdq_export import QdqLinear
+
+    model = w8a8_model(models)
     packed = next(m for m in model.modules() if isinstance(m, PackedLinear))
     x = torch.randn(2, 7, packed.in_features)
     torch.testing.assert_close(QdqLinear(packed)(x), packed(x), atol=1e-5, rtol=0)
@@ -264,6 +272,74 @@ def test_static_8_bit_models_export_as_qdq_int8(models, to, tmp_path):
     record = export_model(source, to, tmp_path / "out", texts(), SETTINGS)
     assert record["verified"] and not record["exact"]
     assert static_quantizer_count(tmp_path / "out", to) >= 8  # q, k, v share their input's quantizer
+
+
+def our_input_ranges(model: nn.Module) -> set[tuple[float, float]]:
+    """(low, high) of every static int8 Linear's input grid, rounded: what a FakeQuantize would hold."""
+    from bertcompress.methods.quantization.packed import PackedLinear
+    from bertcompress.methods.quantization.qdq_export import QdqLinear
+
+    ranges = set()
+    for module in model.modules():
+        if isinstance(module, PackedLinear):
+            qdq = QdqLinear(module)
+            zero, scale = float(qdq.input_zero), float(qdq.input_scale)
+            ranges.add((round((qdq.qmin - zero) * scale, 4), round((qdq.qmax - zero) * scale, 4)))
+    return ranges
+
+
+def test_static_int8_on_a_static_model_keeps_its_ranges_and_nncf_quantizes_the_attention(models, tmp_path):
+    """`--int8 static` on a model whose Linears already have input ranges (PTQ, Q8BERT QAT): NNCF leaves those
+    MatMuls as they are and quantizes what is left, the attention products among them."""
+    import openvino as ov
+
+    model = w8a8_model(models)
+    source = bc.save(model, tmp_path / "w8a8", tiny_tokenizer())
+    settings = ExportSettings(max_length=24, int8="static")
+    record = export_model(source, "openvino", tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
+    layers = model.config.num_hidden_layers
+    assert record["verified"] and record["matmuls_with_own_ranges"] == 6 * layers  # q k v out in out
+    assert record["quantizer"].startswith("ours on 12 MatMuls")
+    ir = ov.Core().read_model(str(tmp_path / "out" / "openvino_model.xml"))
+    quantizers = [op for op in ir.get_ops() if op.get_type_name() == "FakeQuantize"]
+    found = {(round(float(op.input_value(1).get_node().get_data().min()), 4),
+              round(float(op.input_value(2).get_node().get_data().max()), 4)) for op in quantizers}
+    assert our_input_ranges(model) <= found
+    assert not [op for op in quantizers if op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
+    products = [op for op in ir.get_ops() if op.get_type_name() == "MatMul" and
+                all(_quantized_input(port) for port in op.inputs())]
+    assert len(products) >= 2 * layers  # query x key and weights x value, both inputs int8
+
+
+def _quantized_input(port) -> bool:
+    """Whether a FakeQuantize feeds this input, directly or through reshapes."""
+    node = port.get_source_output().get_node()
+    while node.get_type_name() in ("Reshape", "Transpose"):
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "FakeQuantize"
+
+
+def test_static_int8_to_onnx_keeps_our_quantizers(models, tmp_path):
+    """ONNX Runtime's quantize_static touches only float MatMuls with weights; in a static int8 model none is
+    left (pooler and classifier are Gemms), so the graph keeps exactly our quantizers."""
+    model = w8a8_model(models)
+    source = bc.save(model, tmp_path / "w8a8", tiny_tokenizer())
+    plain = export_model(source, "onnx", tmp_path / "plain", texts(), SETTINGS)
+    settings = ExportSettings(max_length=24, int8="static")
+    record = export_model(source, "onnx", tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
+    assert record["verified"] and plain["verified"] and record["quantizer"].startswith("ours only")
+    ours = quantizer_scales(tmp_path / "plain" / "model.onnx")
+    assert len(ours) >= 4 * model.config.num_hidden_layers - 2  # each Linear input has its own range
+    assert quantizer_scales(tmp_path / "out" / "model.onnx") == ours
+
+
+def quantizer_scales(path) -> set[float]:
+    """The scale of every QuantizeLinear of an ONNX graph, rounded."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return {round(float(values[n.input[1]]), 7) for n in graph.node if n.op_type == "QuantizeLinear"}
 
 
 def test_an_approximate_export_that_loses_accuracy_on_labelled_inputs_is_refused():

@@ -39,7 +39,8 @@ class ExportOptions:
     plain: whether every stand-in must be a stock torch module (a plain Transformers checkpoint).
     dequantize_weights: int8 weights as DequantizeLinear -> MatMul rather than integer MatMul ops: OpenVINO
     keeps such weights int8 and picks its own int8 kernel, while it folds integer MatMuls to fp32.
-    float_weights: int8 Linear weights as fp32 values, for a quantizer that quantizes the graph again.
+    float_weights: int8 Linear weights as fp32 values, for a quantizer that quantizes the graph again; layers
+    with fixed input ranges stay QuantizeLinear/DequantizeLinear under `qdq`, which that quantizer keeps.
     packed_nbits: 4-bit weights as ONNX Runtime's weight-only MatMulNBits (stays 4-bit) rather than dequantized.
     qdq: static 8-bit layers (fixed input ranges) as QuantizeLinear/DequantizeLinear pairs, which runtimes
     run as int8 kernels, rather than as float arithmetic that simulates them.

@@ -1,6 +1,7 @@
 """Static int8 by each runtime's own post-training quantizer, applied to our (compressed) exported graphs:
 NNCF for OpenVINO, `quantize_static` (QDQ) for ONNX Runtime. Both fix the activation ranges from
-calibration text, which lets the runtime keep whole layers in int8; we do not write that again."""
+calibration text, which lets the runtime keep whole layers in int8; we do not write that again. Layers that
+already have static ranges of ours (QDQ in the graph) keep them; the quantizer fills in the rest."""
 from __future__ import annotations
 
 import logging
@@ -22,25 +23,41 @@ def feeds(data: Encoded, names: list[str]) -> list[dict[str, np.ndarray]]:
     return found
 
 
-def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> Path:
-    """ONNX -> OpenVINO IR quantized by nncf.quantize (transformer preset) on `data`."""
+def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> dict:
+    """ONNX -> OpenVINO IR quantized by nncf.quantize (transformer preset) on `data`. MatMuls whose input is
+    already quantized (our static int8 Linears, with ranges calibrated or learned in QAT) keep their own;
+    NNCF quantizes the rest, notably the attention products (query x key, weights x value), which none of our
+    methods quantizes and which make OpenVINO's int8 attention faster. Returns what export.json records."""
     import nncf
     import openvino as ov
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     model = ov.convert_model(str(onnx_path))
     names = [port.get_any_name() for port in model.inputs]
+    kept = already_quantized_matmuls(model)
+    # (without the ignored scope NNCF stacks a quantizer of its own on each of ours)
     quantized = nncf.quantize(model, nncf.Dataset(feeds(data, names)), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(data))
+                              subset_size=len(data), ignored_scope=nncf.IgnoredScope(names=kept))
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
-    return xml_path
+    if not kept:
+        return {"quantizer": "nncf.quantize (ModelType.TRANSFORMER)"}
+    return {"quantizer": f"ours on {len(kept)} MatMuls (their own ranges); nncf.quantize (ModelType.TRANSFORMER) "
+                         "on the others", "matmuls_with_own_ranges": len(kept)}
 
 
-def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
+def already_quantized_matmuls(model) -> list[str]:
+    """Names of an OpenVINO model's MatMuls fed by a FakeQuantize (a QDQ pair in the ONNX graph)."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+            and any(port.get_source_output().get_node().get_type_name() == "FakeQuantize" for port in op.inputs())]
+
+
+def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> dict:
     """quantize_static in QDQ format: int8 weights per channel, uint8 activations with calibrated (min/max)
     ranges, on the MatMuls with weights only: quantizing the attention products too cost more accuracy.
     On the seed-0 MiniLM teacher it still changes 4.5% of predictions (-0.6 points on 512 test texts), so its
-    export is refused by verification there; NNCF's (SmoothQuant, bias correction) is the one that holds."""
+    export is refused by verification there; NNCF's (SmoothQuant, bias correction) is the one that holds.
+    MatMuls whose weights are already int8 (ours, as DequantizeLinear) are not touched. Returns what
+    export.json records."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -48,6 +65,9 @@ def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
     names = [i.name for i in graph.input]
     weights = {i.name for i in graph.initializer}
     with_weights = [n.name for n in graph.node if n.op_type == "MatMul" and any(i in weights for i in n.input)]
+    own = sum(n.op_type == "QuantizeLinear" for n in graph.node)
+    if not with_weights:  # (an empty list would tell quantize_static to quantize every node)
+        return {"quantizer": "ours only: no float MatMul left for onnxruntime quantize_static"}
 
     class Calibration(CalibrationDataReader):
         def __init__(self):
@@ -66,4 +86,5 @@ def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> Path:
                             nodes_to_quantize=with_weights)
     finally:
         root.setLevel(level)
-    return Path(out_path)
+    kept = f"; ours kept on the layers with their own ranges ({own} input quantizers)" if own else ""
+    return {"quantizer": f"onnxruntime quantize_static (QDQ) on {len(with_weights)} float MatMuls{kept}"}

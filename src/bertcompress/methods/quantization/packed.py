@@ -108,9 +108,9 @@ class PackedLinear(nn.Module):
     def export_standin(self, options: ExportOptions) -> nn.Module:
         """4-bit symmetric weights as MatMulNBits where asked and possible; otherwise fp32 dequantized weights
         (ORT has no 2-7 bit GEMM), after the fixed-range input quantizer if any."""
+        if options.qdq and not options.plain and qdq_possible(self):
+            return QdqLinear(self)  # even for a quantizer that quantizes again: it keeps what has QDQ ranges
         kept_compact = not (options.plain or options.float_weights)
-        if options.qdq and kept_compact and qdq_possible(self):
-            return QdqLinear(self)
         block = nbits_block(self) if options.packed_nbits and kept_compact else None
         if block is not None:
             return NBitsLinear(self, block)
