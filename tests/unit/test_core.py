@@ -1,16 +1,22 @@
 """core/ pieces that every method leans on: one-line errors, byte snapshots, reports, the replacement
 protocol and the registry's own checks (written from the mutants that survived the contract tests)."""
+import types
+
 import pydantic
 import pytest
+import torch
 import torch.nn as nn
 
-from bertcompress.core import modules
+from bertcompress.core import modules, registry, task_types
+from bertcompress.core.api import compress
 from bertcompress.core.bytes import ByteSnapshot, stored_bytes
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.errors import BertCompressError, describe_validation_error, first_line
 from bertcompress.core.modules import ExportOptions, rebuild, replacement
 from bertcompress.core.registry import config_type, register, registration_for
 from bertcompress.core.report import StepReport
+from bertcompress.core.targets import select_modules
+from bertcompress.core.context import Context
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -173,3 +179,121 @@ def test_a_replacement_keeps_its_own_stand_in(scratch_replacements):
 
     assert Own().export_standin(ExportOptions()) is stand_in
     assert Own().standin_is_exact(ExportOptions()) is False
+
+
+def test_a_byte_snapshot_counts_every_enclosing_module():
+    model = _net()
+    snapshot = ByteSnapshot(model)
+    assert snapshot.by_module[""] == snapshot.total == stored_bytes(model)
+    for name, module in model.named_modules():
+        assert snapshot.by_module[name] == stored_bytes(module), name
+
+
+def test_a_linear_entry_rebuilds_the_same_shell():
+    for bias in (True, False):
+        entry = modules.linear_entry(nn.Linear(3, 5, bias=bias))
+        assert entry == {"class": "Linear", "in_features": 3, "out_features": 5, "bias": bias}
+        shell = rebuild(entry)
+        assert type(shell) is nn.Linear and shell.weight.shape == (5, 3) and (shell.bias is not None) == bias
+
+
+def test_frozen_stand_ins_copy_values_and_do_not_train():
+    weight, bias = torch.randn(4, 3), torch.randn(4)
+    linear = modules.frozen_linear(weight, bias)
+    assert torch.equal(linear.weight, weight) and torch.equal(linear.bias, bias)
+    assert not linear.weight.requires_grad and modules.frozen_linear(weight, None).bias is None
+    table = torch.randn(6, 3, dtype=torch.float16)
+    embedding = modules.frozen_embedding(table, padding_idx=2)
+    assert embedding.weight.dtype == torch.float32 and not embedding.weight.requires_grad
+    assert embedding.padding_idx == 2 and torch.equal(embedding.weight, table.float())
+
+
+def test_an_unregistered_config_is_named(scratch_registry):
+    class Stray(MethodConfig):
+        method_name = "stray"
+
+    with pytest.raises(BertCompressError, match="^no handler registered for Stray$"):
+        registration_for(Stray())
+
+
+def test_an_unknown_method_lists_the_known_ones_or_none(monkeypatch):
+    monkeypatch.setattr(registry, "_BY_NAME", {"b": MethodConfig, "a": MethodConfig})
+    with pytest.raises(BertCompressError, match=r"^unknown method 'c'; known methods: a, b$"):
+        config_type("c")
+    monkeypatch.setattr(registry, "_BY_NAME", {})
+    with pytest.raises(BertCompressError, match=r"known methods: none$"):
+        config_type("c")
+
+
+def test_compress_fills_seconds_bytes_and_history(scratch_registry):
+    class Halve(MethodConfig):
+        method_name = "halve_for_core"
+
+    @register(Halve)
+    def halve(model, config, ctx):
+        model[2] = nn.Linear(8, 1)
+        return StepReport(modules_changed=1)
+
+    model = _net()
+    before = stored_bytes(model)
+    report = compress(model, Halve())
+    assert report.method == "halve_for_core" and report.config == {"method": "halve_for_core"}
+    assert (report.bytes_before, report.bytes_after) == (before, stored_bytes(model))
+    assert 0 <= report.seconds < 60 and report.seconds == round(report.seconds, 3)
+    compress(model, Halve())
+    assert model._bertcompress_history == [{"method": "halve_for_core"}] * 2
+
+
+def test_a_quantizer_reports_the_bytes_of_the_modules_it_replaced(scratch_registry):
+    class Swap(MethodConfig):
+        method_name = "swap_for_core"
+
+    @register(Swap, bytes_of="replaced_modules")
+    def swap(model, config, ctx):
+        model[0] = nn.Linear(4, 8, bias=False)
+        return StepReport()
+
+    report = compress(_net(), Swap())
+    assert (report.bytes_before, report.bytes_after) == ((4 * 8 + 8) * 4, 4 * 8 * 4)
+
+
+def test_checkpoints_live_under_the_workdir(tmp_path):
+    assert Context().checkpoint_dir("step") is None
+    assert Context(workdir=tmp_path).checkpoint_dir("step") == tmp_path / "step"
+
+
+def test_mean_pool_averages_real_tokens_and_normalises():
+    hidden = torch.tensor([[[3.0, 0.0], [1.0, 2.0], [100.0, 100.0]]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0]])
+    pooled = task_types.mean_pool(hidden, mask)
+    expected = torch.tensor([[2.0, 1.0]], dtype=torch.float64) / 5 ** 0.5
+    assert pooled.dtype == torch.float64
+    torch.testing.assert_close(pooled, expected)
+    batch = task_types.mean_pool(torch.randn(3, 4, 5), torch.ones(3, 4, dtype=torch.long))
+    torch.testing.assert_close(batch.norm(dim=-1), torch.ones(3))
+
+
+def test_task_types_read_from_architectures():
+    assert task_types.checkpoint_type(None) is None
+    assert task_types.checkpoint_type(["BertModel"]) is None  # an encoder names no head
+    assert task_types.checkpoint_type(["BertModel", "BertForQuestionAnswering"]) == "question_answering"
+    config = types.SimpleNamespace(architectures=["BertForTokenClassification"])
+    assert task_types.config_task_type(config) == "token_classification"
+    assert task_types.config_task_type(types.SimpleNamespace()) == "classification"
+    assert task_types.output_name("embedding") == "sentence_embedding"
+    assert task_types.output_name("classification") == "logits"
+
+
+def test_a_target_error_names_field_patterns_kinds_and_model():
+    model = _net()
+    with pytest.raises(BertCompressError, match=r"^keep: pattern\(s\) \['3'\] match no Linear/ReLU module in "
+                                                r"Sequential$"):
+        select_modules(model, ["3"], kinds=(nn.Linear, nn.ReLU), field="keep")
+    with pytest.raises(BertCompressError, match=r"^skip: pattern\(s\) \['9'\] match no Linear module"):
+        select_modules(model, ["0"], ["9"], kinds=(nn.Linear,), ignore_field="skip")
+    with pytest.raises(BertCompressError, match=r"^keep: invalid regex 're:\('"):
+        select_modules(model, ["re:("], field="keep")
+    with pytest.raises(BertCompressError, match=r"^keep: patterns \['Linear'\] \(ignoring \['Linear'\]\) match "
+                                                r"no Linear module in Sequential$"):
+        select_modules(model, ["Linear"], ["Linear"], kinds=(nn.Linear,), field="keep")
+    assert list(select_modules(model, ["Linear"], ["re:1\\..*"], kinds=(nn.Linear,))) == ["0", "2"]
