@@ -395,7 +395,8 @@ def export_command(
     text_pair_column: Optional[str] = PairColumnOpt,
     verify_examples: int = typer.Option(512, min=1, help="verify on the first N inputs"),
     int8: Optional[str] = typer.Option(None, "--int8", help="'static': quantize again with activation ranges "
-                                       "calibrated on training text (NNCF for openvino, quantize_static for onnx)"),
+                                       "calibrated on training text (NNCF for openvino, quantize_static for onnx); "
+                                       "layers with static ranges of their own keep them"),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="texts for --int8 static (.csv/.tsv/"
                                                ".jsonl); default: the --task training split, else --data"),
     calibration_examples: int = typer.Option(300, min=1, help="calibrate on the first N texts"),

@@ -380,3 +380,38 @@ def test_a_caller_that_judges_accuracy_itself_can_keep_an_unverified_export(mode
     record = export_model(models["fp32"], "onnx", tmp_path / "out", texts(), settings)
     assert not record["verified"]
     assert json.loads((tmp_path / "out" / "export.json").read_text())["verified"] is False
+
+
+def test_static_int8_leaves_the_softmax_product_in_float_when_quantizing_it_does_not_verify(models, tmp_path,
+                                                                                         monkeypatch):
+    """The fallback: the first IR (both attention products int8) is made to fail verification; the export
+    then quantizes query x key only, verifies, and says why."""
+    import openvino as ov
+
+    from bertcompress.runtimes.static_int8 import softmax_matmuls
+
+    real_check = export_module.Reference.check
+    seen = []
+
+    def strict_about_softmax(self, candidate):
+        found = real_check(self, candidate)
+        if not hasattr(candidate, "compiled"):  # the PyTorch side of a check
+            return found
+        ir = ov.Core().read_model(str(candidate.path))
+        quantized = [name for name in softmax_matmuls(ir) if any(
+            _quantized_input(port) for op in ir.get_ops() if op.get_friendly_name() == name for port in op.inputs())]
+        seen.append(len(quantized))
+        return {**found, "verified": found["verified"] and not quantized}
+
+    monkeypatch.setattr(export_module.Reference, "check", strict_about_softmax)
+    source = bc.save(w8a8_model(models), tmp_path / "w8a8", tiny_tokenizer())
+    settings = ExportSettings(max_length=24, int8="static")
+    record = export_model(source, "openvino", tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
+    layers = 2
+    assert seen[0] == layers and seen[-1] == 0  # first every softmax product int8, in the end none
+    assert record["verified"] and "query x key only" in record["quantizer"]
+    assert record["not_all_attention_products_because"].startswith("with them it agreed on")
+    ir = ov.Core().read_model(str(tmp_path / "out" / "openvino_model.xml"))
+    products = [op for op in ir.get_ops() if op.get_type_name() == "MatMul" and
+                all(_quantized_input(port) for port in op.inputs())]
+    assert len(products) >= layers  # query x key still int8

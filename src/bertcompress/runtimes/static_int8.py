@@ -23,11 +23,12 @@ def feeds(data: Encoded, names: list[str]) -> list[dict[str, np.ndarray]]:
     return found
 
 
-def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> dict:
+def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded, softmax_products: bool = True) -> dict:
     """ONNX -> OpenVINO IR quantized by nncf.quantize (transformer preset) on `data`. MatMuls whose input is
     already quantized (our static int8 Linears, with ranges calibrated or learned in QAT) keep their own;
-    NNCF quantizes the rest, notably the attention products (query x key, weights x value), which none of our
-    methods quantizes and which make OpenVINO's int8 attention faster. Returns what export.json records."""
+    NNCF quantizes the rest, notably the attention products (query x key and, unless `softmax_products` is
+    False, attention weights x value), which none of our methods quantizes and which make OpenVINO's int8
+    attention faster. Returns what export.json records."""
     import nncf
     import openvino as ov
 
@@ -35,20 +36,36 @@ def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded) -> dict:
     model = ov.convert_model(str(onnx_path))
     names = [port.get_any_name() for port in model.inputs]
     kept = already_quantized_matmuls(model)
+    left_float = [] if softmax_products or not kept else softmax_matmuls(model)
     # (without the ignored scope NNCF stacks a quantizer of its own on each of ours)
     quantized = nncf.quantize(model, nncf.Dataset(feeds(data, names)), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(data), ignored_scope=nncf.IgnoredScope(names=kept))
+                              subset_size=len(data), ignored_scope=nncf.IgnoredScope(names=kept + left_float))
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     if not kept:
         return {"quantizer": "nncf.quantize (ModelType.TRANSFORMER)"}
+    products = "query x key only" if left_float else "query x key and weights x value"
     return {"quantizer": f"ours on {len(kept)} MatMuls (their own ranges); nncf.quantize (ModelType.TRANSFORMER) "
-                         "on the others", "matmuls_with_own_ranges": len(kept)}
+                         f"on the others (attention products: {products})", "matmuls_with_own_ranges": len(kept)}
 
 
 def already_quantized_matmuls(model) -> list[str]:
     """Names of an OpenVINO model's MatMuls fed by a FakeQuantize (a QDQ pair in the ONNX graph)."""
     return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
             and any(port.get_source_output().get_node().get_type_name() == "FakeQuantize" for port in op.inputs())]
+
+
+def softmax_matmuls(model) -> list[str]:
+    """Names of the MatMuls that multiply a softmax's output (attention weights x value)."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+            and any(_from_softmax(port.get_source_output().get_node()) for port in op.inputs())]
+
+
+def _from_softmax(node, depth: int = 4) -> bool:
+    """Whether `node` is a softmax or follows one through a few shape, type, masking or quantizing ops."""
+    if node.get_type_name() == "Softmax":
+        return True
+    passes = node.get_type_name() in ("Select", "Reshape", "Transpose", "Convert", "Multiply", "FakeQuantize")
+    return depth > 0 and passes and any(_from_softmax(value.get_node(), depth - 1) for value in node.input_values())
 
 
 def ort_quantize_static(onnx_path: Path, out_path: Path, data: Encoded) -> dict:
