@@ -100,15 +100,17 @@ def _mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.
 
 
 def _not_killed(work: Path, kinds: tuple[str, ...] = ("survived", "no tests")) -> list[str]:
-    return [line.split(":")[0].strip() for line in _mutmut(work, "results").stdout.splitlines()
+    return [line.split(":")[0].strip() for line in _mutmut(work, "results", "--all", "true").stdout.splitlines()
             if line.strip().endswith(kinds)]
 
 
 def run_module(name: str, timeout: float, survivors_only: bool = False) -> dict:
-    """Every mutant of the module in a fresh copy; or, with `survivors_only`, only the last run's survivors
-    and timeouts against the current tests (the killed stay killed: tests were only added)."""
+    """Every mutant of the module in a fresh copy; or, with `survivors_only`, only the last run's survivors,
+    timeouts and mutants it did not reach, against the current tests (the killed stay killed: tests were
+    only added)."""
     work = refresh_tests(name) if survivors_only else prepare(name)
-    again = _not_killed(work, ("survived", "no tests", "timeout")) if survivors_only else []
+    again = _not_killed(work, ("survived", "no tests", "timeout", "not checked", "suspicious")) \
+        if survivors_only else []
     started = time.perf_counter()
     _mutmut(work, "run", "--max-children", "1", *again, timeout=timeout)
     _mutmut(work, "export-cicd-stats")
