@@ -239,7 +239,8 @@ def test_compress_fills_seconds_bytes_and_history(scratch_registry):
     report = compress(model, Halve())
     assert report.method == "halve_for_core" and report.config == {"method": "halve_for_core"}
     assert (report.bytes_before, report.bytes_after) == (before, stored_bytes(model))
-    assert 0 <= report.seconds < 60 and report.seconds == round(report.seconds, 3)
+    assert isinstance(report.seconds, float) and 0 <= report.seconds < 60
+    assert report.seconds == round(report.seconds, 3)
     compress(model, Halve())
     assert model._bertcompress_history == [{"method": "halve_for_core"}] * 2
 
@@ -297,3 +298,11 @@ def test_a_target_error_names_field_patterns_kinds_and_model():
                                                 r"no Linear module in Sequential$"):
         select_modules(model, ["Linear"], ["Linear"], kinds=(nn.Linear,), field="keep")
     assert list(select_modules(model, ["Linear"], ["re:1\\..*"], kinds=(nn.Linear,))) == ["0", "2"]
+
+
+def test_a_config_dict_is_plain_json():
+    class Pair(MethodConfig):
+        method_name = "pair_for_core"
+        pair: tuple[int, int] = (1, 2)
+
+    assert Pair().to_dict() == {"method": "pair_for_core", "pair": [1, 2]}  # a list, as JSON and YAML write it
