@@ -271,22 +271,24 @@ def _to_openvino(job: Job, directory: Path) -> dict:
 
     onnx_path = export_onnx(job.model, directory / ONNX_FILE, job.settings.max_length, options=job.options)
     ir = directory / OPENVINO_FILE
+    quantizer = {}
     if job.calibration is None:
         convert(onnx_path, ir)
-        quantizer = {}
     else:
         from bertcompress.runtimes.static_int8 import nncf_quantize
 
         quantizer = nncf_quantize(onnx_path, ir, job.calibration)
+    found = job.reference.check(OpenVinoModel(ir, job.model.config))
+    if not found["verified"] and quantizer.get("matmuls_with_own_ranges"):
+        # attention weights at 8 bits cost the most accuracy (Q8BERT MiniLM: -0.6 points with them, 0.0
+        # with query x key alone, which keeps most of the speed)
+        because = f"with them it agreed on {found['agreement']:.2%}" + \
+            (f" at accuracy {found['accuracy']:.2%}" if "accuracy" in found else "")
+        quantizer = {**nncf_quantize(onnx_path, ir, job.calibration, softmax_products=False),
+                     "not_all_attention_products_because": because}
         found = job.reference.check(OpenVinoModel(ir, job.model.config))
-        if not found["verified"] and quantizer.get("matmuls_with_own_ranges"):
-            # attention weights at 8 bits cost the most accuracy (Q8BERT MiniLM: -0.6 points with them, 0.0
-            # with query x key alone, which keeps most of the speed)
-            quantizer = {**nncf_quantize(onnx_path, ir, job.calibration, softmax_products=False),
-                         "not_all_attention_products_because": f"with them it agreed on {found['agreement']:.2%}"
-                         + (f" at accuracy {found['accuracy']:.2%}" if "accuracy" in found else "")}
     onnx_path.unlink()
-    return {**job.reference.check(OpenVinoModel(ir, job.model.config)), **quantizer}
+    return {**found, **quantizer}
 
 
 WRITERS: dict[str, Callable[[Job, Path], dict]] = {"onnx": _to_onnx, "openvino": _to_openvino,

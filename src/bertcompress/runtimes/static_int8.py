@@ -50,14 +50,17 @@ def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded, softmax_produc
 
 def already_quantized_matmuls(model) -> list[str]:
     """Names of an OpenVINO model's MatMuls fed by a FakeQuantize (a QDQ pair in the ONNX graph)."""
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
-            and any(port.get_source_output().get_node().get_type_name() == "FakeQuantize" for port in op.inputs())]
+    return _matmuls_fed_by(model, lambda node: node.get_type_name() == "FakeQuantize")
 
 
 def softmax_matmuls(model) -> list[str]:
     """Names of the MatMuls that multiply a softmax's output (attention weights x value)."""
+    return _matmuls_fed_by(model, _from_softmax)
+
+
+def _matmuls_fed_by(model, producer_matches) -> list[str]:
     return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
-            and any(_from_softmax(port.get_source_output().get_node()) for port in op.inputs())]
+            and any(producer_matches(port.get_source_output().get_node()) for port in op.inputs())]
 
 
 def _from_softmax(node, depth: int = 4) -> bool:
