@@ -181,6 +181,36 @@ def test_a_replacement_keeps_its_own_stand_in(scratch_replacements):
     assert Own().standin_is_exact(ExportOptions()) is False
 
 
+def test_exactness_follows_what_the_export_traces(scratch_replacements):
+    """A container that stands in as itself leaves its children to their own stand-ins (and their
+    exactness); a container swapped whole hides its children."""
+    @replacement
+    class Rounded(nn.Module):
+        def export_standin(self, options):
+            return nn.Identity()
+
+        def standin_is_exact(self, options):
+            return False
+
+    @replacement
+    class Container(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Rounded()
+
+    @replacement
+    class Whole(Container):
+        def export_standin(self, options):
+            return nn.Identity()
+
+    options = ExportOptions()
+    assert list(modules.standins(nn.Sequential(Container()), options)) == ["0.inner"]
+    assert modules.standins_are_exact(nn.Sequential(Container()), options) is False
+    assert list(modules.standins(nn.Sequential(Whole()), options)) == ["0"]
+    assert modules.standins_are_exact(nn.Sequential(Whole()), options) is True
+    assert modules.standins_are_exact(nn.Sequential(nn.Linear(2, 2)), options) is True
+
+
 def test_a_byte_snapshot_counts_every_enclosing_module():
     model = _net()
     snapshot = ByteSnapshot(model)

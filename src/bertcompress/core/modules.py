@@ -140,13 +140,13 @@ def standins(model: nn.Module, options: ExportOptions) -> dict[str, tuple[nn.Mod
 
 
 def standins_are_exact(model: nn.Module, options: ExportOptions) -> bool:
-    """Whether every outermost replacement's stand-in computes exactly what the replacement does."""
-    outer: list[str] = []
+    """Whether every replacement that an export traces (those not inside a swapped one, as in `standins`)
+    computes exactly what it does: a container that stands in as itself leaves its children to theirs."""
+    swapped = standins(model, options)
     for name, module in model.named_modules():
-        if is_replacement(module) and not any(name.startswith(f"{o}.") for o in outer):
-            outer.append(name)
-            if not module.standin_is_exact(options):
-                return False
+        if is_replacement(module) and not any(name.startswith(f"{outer}.") for outer in swapped) \
+                and not module.standin_is_exact(options):
+            return False
     return True
 
 
