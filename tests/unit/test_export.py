@@ -283,8 +283,8 @@ def our_input_ranges(model: nn.Module) -> set[tuple[float, float]]:
     for module in model.modules():
         if isinstance(module, PackedLinear):
             qdq = QdqLinear(module)
-            zero, scale = float(qdq.input_zero), float(qdq.input_scale)
-            ranges.add((round((qdq.qmin - zero) * scale, 4), round((qdq.qmax - zero) * scale, 4)))
+            zero, scale, grid = float(qdq.input_zero), float(qdq.input_scale), torch.iinfo(qdq.input_dtype)
+            ranges.add((round((grid.min - zero) * scale, 4), round((grid.max - zero) * scale, 4)))
     return ranges
 
 
@@ -415,3 +415,66 @@ def test_static_int8_leaves_the_softmax_product_in_float_when_quantizing_it_does
     products = [op for op in ir.get_ops() if op.get_type_name() == "MatMul" and
                 all(_quantized_input(port) for port in op.inputs())]
     assert len(products) >= layers  # query x key still int8
+
+
+def products_model(models) -> nn.Module:
+    """Q8BERT QAT with EMA ranges on the Linears' inputs and on both attention products' inputs."""
+    from tests.conftest import toy_task
+
+    teacher = bc.load(models["fp32"])
+    model = copy.deepcopy(teacher)
+    ctx = bc.Context(task=toy_task(), tokenizer=tiny_tokenizer(), teacher=teacher,
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
+    bc.compress(model, bc.Q8BertQAT(activation_ranges="ema", attention_products=True, max_steps=3), ctx)
+    return model
+
+
+def test_trained_attention_product_ranges_export_as_qdq_at_the_products(models, tmp_path):
+    """Both inputs of query x key and of weights x value come straight from a DequantizeLinear (int8; uint8
+    for the softmax weights), as NNCF places its own, and OpenVINO reads them as FakeQuantize there."""
+    import onnx
+    import openvino as ov
+
+    model = products_model(models)
+    source = bc.save(model, tmp_path / "qat", tiny_tokenizer())
+    record = export_model(source, "onnx", tmp_path / "onnx", texts(), ExportSettings(max_length=24, optimize=False))
+    assert record["verified"] and not record["exact"]
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    made_by = {output: node for node in graph.node for output in node.output}
+    weights = {t.name for t in graph.initializer}
+    products = [n for n in graph.node if n.op_type == "MatMul" and not set(n.input) & weights
+                and all(made_by[i].op_type == "DequantizeLinear" for i in n.input)]
+    layers = model.config.num_hidden_layers
+    assert len(products) == 2 * layers
+    zero_types = {t.name: t.data_type for t in graph.initializer}
+    unsigned = [n for n in products if any(zero_types.get(made_by[i].input[2]) == onnx.TensorProto.UINT8
+                                           for i in n.input)]
+    assert len(unsigned) == layers  # the softmax weights, one product per layer
+    export_model(source, "openvino", tmp_path / "ov", texts(), SETTINGS)
+    ir = ov.Core().read_model(str(tmp_path / "ov" / "openvino_model.xml"))
+    fed = [op for op in ir.get_ops() if op.get_type_name() == "MatMul" and not any(
+        port.get_source_output().get_node().get_type_name() == "Constant" for port in op.inputs())
+        and all(_quantized_input(port) for port in op.inputs())]
+    assert len(fed) >= 2 * layers
+
+
+def test_static_int8_leaves_trained_attention_products_to_their_own_ranges(models, tmp_path):
+    """With every MatMul already quantized by us, NNCF adds no quantizer of its own on top of ours."""
+    import openvino as ov
+
+    model = products_model(models)
+    source = bc.save(model, tmp_path / "qat", tiny_tokenizer())
+    settings = ExportSettings(max_length=24, int8="static")
+    record = export_model(source, "openvino", tmp_path / "out", texts(), settings, calibration=texts(50, seed=8))
+    layers = model.config.num_hidden_layers
+    assert record["verified"] and record["matmuls_with_own_ranges"] == 8 * layers  # 6 Linears, 2 products
+    ir = ov.Core().read_model(str(tmp_path / "out" / "openvino_model.xml"))
+    quantizers = [op for op in ir.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert not [op for op in quantizers if op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
+
+
+def test_trained_attention_products_cannot_be_a_plain_checkpoint(models, tmp_path):
+    source = bc.save(products_model(models), tmp_path / "qat", tiny_tokenizer())
+    with pytest.raises(BertCompressError, match="cannot be a plain Transformers checkpoint: .*attention"):
+        export_model(source, "transformers", tmp_path / "out", texts(), SETTINGS)
+    assert not (tmp_path / "out").exists()

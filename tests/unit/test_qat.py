@@ -8,7 +8,7 @@ from bertcompress.core.report import StepReport
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedLinear
 from bertcompress.methods.quantization.qat import convert, prepare
-from tests.conftest import random_batch, tiny_model, toy_task
+from tests.conftest import FAMILIES, random_batch, tiny_model, toy_task
 
 
 def test_fake_quantized_weights_lie_on_the_8_bit_grid_and_still_train():
@@ -91,7 +91,7 @@ def test_dynamic_activation_ranges_simulate_the_int8_kernel():
 
 def test_ema_ranges_are_kept_for_static_int8_deployment():
     from bertcompress.methods.quantization.packed import PackedLinear
-    from bertcompress.methods.quantization.qat import EmaInputQuantizer
+    from bertcompress.methods.quantization.ranges import EmaRangeQuantizer
 
     model = tiny_model()
     linears, tables, handles = prepare(model, bc.Q8BertQAT(activation_ranges="ema"))
@@ -99,7 +99,7 @@ def test_ema_ranges_are_kept_for_static_int8_deployment():
     model(**random_batch())  # set EMA activation ranges
     model.eval()
     trained = {name: float(m.input_quantizer.max_abs) for name, m in linears.items()
-               if isinstance(m.input_quantizer, EmaInputQuantizer)}
+               if isinstance(m.input_quantizer, EmaRangeQuantizer)}
     with torch.no_grad():
         before = model(**random_batch(seed=4)).logits
     convert(model, linears, tables, handles, StepReport("q8bert_qat", {}))
@@ -109,3 +109,97 @@ def test_ema_ranges_are_kept_for_static_int8_deployment():
         assert float(module.input_scale) == pytest.approx(max_abs / 127, rel=1e-6)
     with torch.no_grad():  # the converted model computes what the trained, fake-quantized one did
         torch.testing.assert_close(model(**random_batch(seed=4)).logits, before, atol=1e-5, rtol=0)
+
+
+# --- attention products with trained ranges -----------------------------------------------------------
+
+
+def _attentions(model):
+    from bertcompress.arch.spec import get_spec
+
+    spec = get_spec(model)
+    return [layer.get_submodule(spec.self_attention) for layer in spec.layer_list(model)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attention_products_start_as_the_stock_attention_and_keep_its_linears(family):
+    """Before any range is trained the replacement computes what the stock attention does (padding included)
+    and holds the very Linears the QAT parametrizes."""
+    from bertcompress.methods.quantization.attention_products import (QuantizedProductsAttention,
+                                                                      quantize_attention_products)
+
+    model = tiny_model(family).eval()
+    batch = _batch(family)
+    linears = {id(m) for a in _attentions(model) for m in a.modules() if isinstance(m, torch.nn.Linear)}
+    with torch.no_grad():
+        stock = model(**batch).logits
+        assert quantize_attention_products(model) == 2
+        replaced = model(**batch).logits
+    assert all(isinstance(a, QuantizedProductsAttention) and not a.training for a in _attentions(model))
+    assert {id(m) for a in _attentions(model) for m in a.modules() if isinstance(m, torch.nn.Linear)} == linears
+    torch.testing.assert_close(replaced, stock, atol=1e-6, rtol=0)
+    with pytest.raises(bc.BertCompressError, match="layer 0's self-attention is a QuantizedProductsAttention"):
+        quantize_attention_products(model)
+
+
+def _batch(family):
+    batch = random_batch()
+    batch["attention_mask"][0, -3:] = 0  # padding, so the mask path counts
+    if family == "distilbert":
+        batch.pop("token_type_ids", None)
+    return batch
+
+
+def test_product_inputs_lie_on_their_trained_grids():
+    """Each product's inputs are quantized with the range its EMA learned: symmetric int8 for query, key and
+    value; [0, max] on 255 steps for the softmax weights."""
+    model = tiny_model()
+    prepare(model, bc.Q8BertQAT(activation_ranges="ema", attention_products=True))
+    model.train()
+    model(**random_batch())
+    model.eval()
+    attention = _attentions(model)[0]
+    seen = {}
+    for name, quantizer in attention.products.items():
+        quantizer.register_forward_hook(lambda m, i, o, name=name: seen.update({name: (i[0], o)}))
+    with torch.no_grad():
+        model(**random_batch(seed=5))
+    assert set(seen) == {"query", "key", "weights", "value"}
+    for name, (before, after) in seen.items():
+        low, high = attention.products[name].range()
+        assert (low == 0) == (name == "weights") and high > 0
+        step = high / (255 if name == "weights" else 127)
+        codes = after / step
+        torch.testing.assert_close(codes, codes.round(), atol=1e-3, rtol=0)
+        assert codes.min() >= (0 if name == "weights" else -127) - 1e-3 and codes.max() <= 255 + 1e-3
+        assert (after - before).abs().max() <= step / 2 + 1e-6 or before.abs().max() > high
+    assert seen["key"][1].shape[-2:] == seen["query"][1].shape[-2:][::-1]  # key enters transposed
+
+
+def test_attention_products_need_fixed_activation_ranges():
+    with pytest.raises(bc.BertCompressError, match="attention_products: needs activations: true"):
+        bc.Q8BertQAT(attention_products=True)
+    with pytest.raises(bc.BertCompressError, match="activation_ranges: ema"):
+        bc.Q8BertQAT(attention_products=True, activation_ranges="ema", activations=False)
+
+
+def test_qat_with_attention_products_trains_converts_saves_and_reloads(tokenizer, tmp_path):
+    from bertcompress.methods.quantization.attention_products import QuantizedProductsAttention
+
+    teacher = tiny_model()
+    ctx = bc.Context(task=toy_task(), tokenizer=tokenizer, teacher=teacher,
+                     train=bc.TrainConfig(batch_size=8, max_length=16))
+    student = copy.deepcopy(teacher)
+    report = bc.compress(student, bc.Q8BertQAT(activation_ranges="ema", attention_products=True, max_steps=3), ctx)
+    assert report.metrics["attention_products_layers"] == 2 and "attention products too" in report.notes[0]
+    attention = _attentions(student)[1]
+    assert isinstance(attention, QuantizedProductsAttention)
+    assert isinstance(attention.query, PackedLinear) and attention.query.input_spec.bits == 8
+    assert all(q.range() is not None for q in attention.products.values())
+    bc.save(student, tmp_path / "s")
+    reloaded = bc.load(tmp_path / "s")
+    assert [q.range() for q in _attentions(reloaded)[1].products.values()] == \
+        [q.range() for q in attention.products.values()]
+    batch = random_batch()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, student(**batch).logits)

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 from pydantic import Field
 
-from bertcompress.arch.spec import ArchSpec, get_spec
+from bertcompress.arch.attention import layout_of
+from bertcompress.arch.spec import get_spec
 from bertcompress.core.config import MethodConfig
 from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
@@ -43,10 +44,6 @@ class FixedAttention(MethodConfig):
     distill: bool = Field(True, description="distil from the context's teacher while fine-tuning")
 
 
-def _layout(spec: ArchSpec) -> str:
-    return "distilbert" if spec.family == "distilbert" else "bert"
-
-
 def _learned_heads(model: nn.Module, config: FixedAttention, ctx: Context) -> list[list[int]]:
     """Per layer, the heads that keep learned attention, most important first."""
     counts = [head_count(model, i) for i in range(len(get_spec(model).layer_list(model)))]
@@ -74,8 +71,8 @@ def replace_layer(model: nn.Module, index: int, learned: list[int], patterns: tu
     count = head_count(model, index)
     fixed = count - len(learned)
     cycle = tuple(patterns[i % len(patterns)] for i in range(fixed))
-    module = from_attention(attention, _layout(spec), learned, cycle)
-    if _layout(spec) == "bert":  # BERT's output Linear lives beside the self-attention: reorder its columns
+    module = from_attention(attention, layout_of(spec), learned, cycle)
+    if layout_of(spec) == "bert":  # BERT's output Linear lives beside the self-attention: reorder its columns
         output = block.get_submodule(spec.linears["attention_output"])
         order = head_rows(learned + [h for h in range(count) if h not in learned], attention.attention_head_size)
         with torch.no_grad():

@@ -8,13 +8,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bertcompress.arch.attention import LAYOUTS, LayoutAttention
 from bertcompress.arch.spec import head_count_of
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import replacement
 
 PATTERNS = ("previous", "next", "current", "left", "right")
-# attribute names of the projections, and of the output Linear when the self-attention owns it
-LAYOUTS = {"bert": ("query", "key", "value", None), "distilbert": ("q_lin", "k_lin", "v_lin", "out_lin")}
 _MASKED_AT_OR_BELOW = -1e4  # additive masks put -1e4 (old), finfo.min or -inf on keys that must be ignored
 
 
@@ -54,43 +53,17 @@ def pattern_weights(names: tuple[str, ...], allowed: torch.Tensor) -> torch.Tens
 
 
 @replacement
-class FixedPatternAttention(nn.Module):
+class FixedPatternAttention(LayoutAttention):
     """Self-attention whose first `learned_heads` heads are ordinary and whose other heads follow fixed
-    patterns. Query/key Linears hold only the learned heads' rows; value (and output) keep every head.
-
-    Attribute names follow the module it replaces (BERT's `query`, DistilBERT's `q_lin`, ...), so the
-    architecture table still finds every Linear.
-    """
+    patterns. Query/key Linears hold only the learned heads' rows; value (and output) keep every head."""
 
     def __init__(self, layout: str, hidden_size: int, num_heads: int, head_size: int, learned_heads: int,
                  patterns: tuple[str, ...] | list[str], bias: bool = True, dropout: float = 0.0):
-        super().__init__()
         if len(patterns) != num_heads - learned_heads:
             raise BertCompressError(f"{num_heads - learned_heads} fixed heads need as many patterns, "
                                     f"got {len(patterns)}")
-        self.layout, self.hidden_size, self.learned_heads = layout, hidden_size, learned_heads
-        self.patterns = tuple(patterns)
-        self.attention_head_size, self.all_head_size = head_size, num_heads * head_size
-        self.scaling = head_size**-0.5
-        setattr(self, "n_heads" if layout == "distilbert" else "num_attention_heads", num_heads)
-        query, key, value, output = LAYOUTS[layout]
-        setattr(self, query, nn.Linear(hidden_size, learned_heads * head_size, bias=bias))
-        setattr(self, key, nn.Linear(hidden_size, learned_heads * head_size, bias=bias))
-        setattr(self, value, nn.Linear(hidden_size, self.all_head_size, bias=bias))
-        if output is not None:
-            setattr(self, output, nn.Linear(self.all_head_size, hidden_size, bias=bias))
-        self.dropout = nn.Dropout(dropout)
-
-    @property
-    def num_heads(self) -> int:
-        return self.all_head_size // self.attention_head_size
-
-    def _projection(self, role: int) -> nn.Linear:
-        return getattr(self, LAYOUTS[self.layout][role])
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, length, heads · size) -> (batch, heads, length, size)."""
-        return x.view(*x.shape[:2], -1, self.attention_head_size).transpose(1, 2)
+        super().__init__(layout, hidden_size, num_heads, head_size, learned_heads, bias, dropout)
+        self.learned_heads, self.patterns = learned_heads, tuple(patterns)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None, cache: Any = None,
@@ -111,18 +84,13 @@ class FixedPatternAttention(nn.Module):
             allowed = allowed_keys(attention_mask, batch, length, hidden_states.device)
             weights = pattern_weights(self.patterns, allowed).to(value.dtype)
             parts.append(weights @ value[:, self.learned_heads :])
-        context = torch.cat(parts, dim=1).transpose(1, 2).reshape(batch, length, self.all_head_size)
-        output = LAYOUTS[self.layout][3]
-        return (getattr(self, output)(context) if output else context), None
+        return self._output(torch.cat(parts, dim=1)), None
 
     def extra_repr(self) -> str:
         return f"learned_heads={self.learned_heads}, patterns={list(self.patterns)}"
 
     def manifest_entry(self) -> dict[str, Any]:
-        return {"class": type(self).__name__, "layout": self.layout, "hidden_size": self.hidden_size,
-                "num_heads": self.num_heads, "head_size": self.attention_head_size,
-                "learned_heads": self.learned_heads, "patterns": list(self.patterns),
-                "bias": self._projection(2).bias is not None, "dropout": self.dropout.p}
+        return {**self.layout_entry(), "learned_heads": self.learned_heads, "patterns": list(self.patterns)}
 
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> "FixedPatternAttention":

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bertcompress.core.context import Context
 from bertcompress.core.registry import register
@@ -15,7 +15,9 @@ from bertcompress.core.report import StepReport
 from bertcompress.methods.common import LinearTargets, chosen_linears, embedding_tables, replace_each
 from bertcompress.methods.quantization.int8_modules import DynamicInt8Linear, Int8Embedding
 from bertcompress.methods.quantization.packed import PackedEmbedding, PackedLinear
-from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams, qparams_from_range
+from bertcompress.methods.quantization.attention_products import QuantizedProductsAttention, quantize_attention_products
+from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams
+from bertcompress.methods.quantization.ranges import EmaRangeQuantizer
 from bertcompress.training.finetune import finetune
 
 
@@ -33,10 +35,21 @@ class Q8BertQAT(LinearTargets):
         "dynamic", description="dynamic: each batch's own min/max, as the int8 kernel does at run time; "
                                "ema: Q8BERT's moving average of |x|max (for static-range deployment)")
     ema_decay: float = Field(0.99, gt=0, lt=1, description="ema: decay of the activation ranges")
+    attention_products: bool = Field(
+        False, description="also fake-quantize the inputs of query x key and attention weights x value with "
+                           "EMA ranges, so that an export runs the attention products as int8 too (needs "
+                           "activation_ranges: ema)")
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     distill: bool = Field(True, description="distil from the context's fp32 teacher during QAT")
+
+    @model_validator(mode="after")
+    def _products_need_fixed_ranges(self) -> "Q8BertQAT":
+        if self.attention_products and not (self.activations and self.activation_ranges == "ema"):
+            raise ValueError("attention_products: needs activations: true and activation_ranges: ema (the "
+                             "products are deployed with fixed ranges)")
+        return self
 
 
 class WeightFakeQuant(nn.Module):
@@ -46,26 +59,6 @@ class WeightFakeQuant(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return fake_quantize(weight, self.spec)
-
-
-class EmaInputQuantizer(nn.Module):
-    """Symmetric fake quantization of a module's input with an exponential moving average of |x|max."""
-
-    def __init__(self, spec: QuantSpec, decay: float):
-        super().__init__()
-        self.spec, self.decay = spec, decay
-        self.register_buffer("max_abs", torch.zeros(()))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            current = x.detach().abs().max()
-            self.max_abs.copy_(torch.where(self.seen, self.decay * self.max_abs + (1 - self.decay) * current, current))
-            self.seen.fill_(True)
-        if not self.seen:
-            return x
-        scale, zero = qparams_from_range(-self.max_abs.reshape(1), self.max_abs.reshape(1), self.spec)
-        return fake_quantize(x, self.spec, scale, zero)
 
 
 class DynamicInputQuantizer(nn.Module):
@@ -82,7 +75,7 @@ class DynamicInputQuantizer(nn.Module):
 
 def _input_quantizer(config: Q8BertQAT) -> nn.Module:
     if config.activation_ranges == "ema":
-        return EmaInputQuantizer(QuantSpec(config.bits, True, "tensor"), config.ema_decay)
+        return EmaRangeQuantizer(config.bits, decay=config.ema_decay)
     return DynamicInputQuantizer(config.bits, reduce_range=True)
 
 
@@ -91,6 +84,8 @@ def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
 
 
 def prepare(model: nn.Module, config: Q8BertQAT) -> tuple[dict, dict, list]:
+    if config.attention_products:  # first: the replacement attention takes over the same Linears
+        quantize_attention_products(model, config.bits, config.ema_decay)
     linears = chosen_linears(model, config)
     weight_spec = QuantSpec(config.bits, True, config.granularity)
     handles = []
@@ -117,9 +112,7 @@ def _bake(module: nn.Module) -> tuple[torch.Tensor, QuantSpec]:
 def _trained_range(linear: nn.Module) -> tuple[float, float] | None:
     """The EMA input range a Linear learned in training, if any (Q8BERT's static-range deployment)."""
     quantizer = getattr(linear, "input_quantizer", None)
-    if isinstance(quantizer, EmaInputQuantizer) and bool(quantizer.seen):
-        return -float(quantizer.max_abs), float(quantizer.max_abs)
-    return None
+    return quantizer.range() if isinstance(quantizer, EmaRangeQuantizer) else None
 
 
 def convert(model: nn.Module, linears: dict, tables: dict, handles: list, report: StepReport) -> None:
@@ -161,6 +154,10 @@ def apply_q8bert_qat(model: nn.Module, config: Q8BertQAT, ctx: Context) -> StepR
         kernel = ("static int8 with the trained EMA input ranges, simulated in fp32 in torch; export it "
                   "(`bertcompress export --to onnx|openvino`) for int8 kernels with those ranges")
     inputs = f"{config.activation_ranges} activation ranges" if config.activations else "fp32 activations"
+    if config.attention_products:
+        layers = sum(isinstance(m, QuantizedProductsAttention) for m in model.modules())
+        report.metrics["attention_products_layers"] = layers
+        inputs += f" (attention products too, {layers} layers)"
     report.notes.append(f"QAT {result.steps} steps at lr {config.learning_rate:g}"
                         f"{' with distillation' if config.distill else ''}, {inputs}; converted to "
                         f"{kernel}; embeddings {'int8' if config.embeddings else 'fp32'}")
