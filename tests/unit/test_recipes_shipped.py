@@ -6,6 +6,7 @@ import pytest
 import torch.nn as nn
 
 import bertcompress as bc
+from bertcompress.arch.spec import get_spec
 from bertcompress.evaluation.size import stored_bytes
 from bertcompress.methods.pruning.sparse_linear import SparseLinear
 from bertcompress.methods.pruning.vocabulary import PrunedVocabularyEmbedding
@@ -60,6 +61,18 @@ def check_naive_ptq_w4(model, reports):
 def check_q8bert_qat(model, reports):
     check_dynamic_int8(model, reports)
     assert reports[0].metrics["train_steps"] == 3
+
+
+def check_q8bert_static_int8(model, reports):
+    from bertcompress.methods.quantization.attention_products import QuantizedProductsAttention
+
+    spec = get_spec(model)
+    linears = [layer.get_submodule(spec.linears[role]) for layer in spec.layer_list(model) for role in spec.linears]
+    assert all(isinstance(m, PackedLinear) and m.input_spec is not None and m.input_spec.bits == 8 for m in linears)
+    attentions = [layer.get_submodule(spec.self_attention) for layer in spec.layer_list(model)]
+    assert all(isinstance(a, QuantizedProductsAttention) for a in attentions)
+    assert all(q.range() is not None for a in attentions for q in a.products.values())
+    assert reports[0].metrics["attention_products_layers"] == len(attentions)
 
 
 def check_quant_noise_ipq(model, reports):
@@ -125,7 +138,7 @@ def _shortened(recipe):
 
 
 def test_every_shipped_recipe_has_a_check():
-    assert len(builtin_recipes()) == 11 and set(CHECKS) == set(builtin_recipes())
+    assert len(builtin_recipes()) == 12 and set(CHECKS) == set(builtin_recipes())
 
 
 @pytest.mark.parametrize("name", sorted(builtin_recipes()))
