@@ -37,6 +37,39 @@ def test_the_full_depth_unpruned_and_unquantized_is_the_teacher_itself():
     assert static.steps == []  # the runtime quantizes the export: no training step
 
 
+def test_our_static_int8_is_qat_exported_to_openvino_without_nncf(tokenizer, monkeypatch, tmp_path):
+    """qat-static-int8 trains the ranges (for the recovery epochs) and runs the export as it is; its untrained
+    twin sets every range with one step, so it has the same int8 graph to time."""
+    from types import SimpleNamespace
+
+    from bertcompress.search import trials as trials_module
+    from bertcompress.search.space import runtime_for
+
+    params = {**PARAMS, "layers": 2, "head_fractions": 0.0, "ffn_fractions": 0.0, "vocabulary": False,
+              "quantization": "qat-static-int8"}
+    [qat] = recipe_for(params, model_layers=2).steps
+    assert type(qat).__name__ == "Q8BertQAT" and qat.attention_products and qat.activation_ranges == "ema"
+    assert qat.epochs == params["recovery_epochs"] and qat.max_steps is None
+    [twin] = recipe_for(params, model_layers=2, trained=False).steps
+    assert twin.max_steps == 1 and twin.attention_products
+    assert runtime_for(params) == "openvino" and runtime_for({**params, "quantization": "openvino-static-int8"}) \
+        == "openvino-static-int8" and runtime_for(PARAMS) == "torch"
+    exported = []
+    monkeypatch.setattr("bertcompress.export.export_model",
+                        lambda source, to, target, examples, settings, calibration: exported.append(settings.int8))
+    monkeypatch.setattr("bertcompress.runtimes.openvino.OpenVinoModel", lambda path, config: path)
+    cache = SimpleNamespace(get_or_build=lambda teacher, variant, ctx, tok: SimpleNamespace(model=None,
+                                                                                            path=tmp_path / "v"))
+    trials = SimpleNamespace(depth=2, cache=cache, teacher=SimpleNamespace(config=None), tokenizer=tokenizer,
+                             ctx=SimpleNamespace(seed=0, train=SimpleNamespace(max_length=16)),
+                             exports=tmp_path / "exports", task=toy_task())
+    trials_module.candidate(trials, params)
+    trials_module.candidate(trials, {**params, "quantization": "openvino-static-int8"})
+    assert exported == [None, "static"]
+    assert "qat-static-int8" in SearchSpace.for_objective("latency", 6).quantization
+    assert "qat-static-int8" not in SearchSpace.quick("latency", 6).quantization  # quick trains no QAT
+
+
 def test_a_space_that_allows_nothing_is_refused():
     with pytest.raises(BertCompressError, match=r"keeps \[7, 8\] layers but the model has 2"):
         SearchSpace(layers=(7, 8)).check(tiny_model())

@@ -362,10 +362,10 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
 def _peer_models(trials: TrialContext, console: Console) -> list[tuple[str, str, object, int]]:
     """(name, runtime, runnable model, bytes on disk) of each peer path on the teacher. A peer that cannot be
     built here (a runtime that does not take this model) is left out with a line saying why."""
-    from bertcompress.search.trials import openvino_static
+    from bertcompress.search.trials import openvino_export
 
     def nncf(model, path):  # what a user gets with no training: OpenVINO + NNCF post-training int8
-        return openvino_static(trials, trials.teacher_path, "teacher")
+        return openvino_export(trials, trials.teacher_path, "teacher")
 
     built = []
     for name, runtime, build in (*PEERS, (PEER_NNCF, "openvino-static-int8", nncf)):

@@ -15,12 +15,16 @@ from bertcompress.methods.pruning.structured import FFNPruning, HeadPruning
 from bertcompress.methods.pruning.vocabulary import VocabularyPruning
 from bertcompress.methods.quantization.dynamic import DynamicInt8
 from bertcompress.methods.quantization.ptq import NaivePTQ
+from bertcompress.methods.quantization.qat import Q8BertQAT
 from bertcompress.recipe import Recipe
 
 # quantization choices: none, int8 weights (int8 GEMMs, fp32 embeddings), int8 weights and embeddings,
-# 4-bit weights and embeddings (smallest; dequantized to compute), and OpenVINO static int8 (the model is
-# exported and quantized by NNCF with calibrated activation ranges: measured in OpenVINO)
-QUANTIZATION = ("none", "int8", "int8+embeddings", "4bit", "openvino-static-int8")
+# 4-bit weights and embeddings (smallest; dequantized to compute), OpenVINO static int8 (the model is
+# exported and quantized by NNCF with calibrated activation ranges: measured in OpenVINO), and our own static
+# int8 (Q8BERT QAT learning the ranges of every Linear's and attention product's inputs, exported to OpenVINO
+# as is: trained rather than calibrated)
+QUANTIZATION = ("none", "int8", "int8+embeddings", "4bit", "openvino-static-int8", "qat-static-int8")
+RUNTIMES = {"openvino-static-int8": "openvino-static-int8", "qat-static-int8": "openvino"}  # others: torch
 OBJECTIVES = ("latency", "size")
 
 
@@ -40,15 +44,18 @@ class SearchSpace:
         if objective not in OBJECTIVES:
             raise BertCompressError(f"--objective {objective!r} is not offered; use one of {', '.join(OBJECTIVES)}")
         layers = tuple(k for k in range(model_layers, max(model_layers // 2, 1) - 1, -1))
-        quantization = ("int8+embeddings", "openvino-static-int8") if objective == "latency" else \
-            ("int8+embeddings", "4bit")
+        quantization = ("int8+embeddings", "openvino-static-int8", "qat-static-int8") if objective == "latency" \
+            else ("int8+embeddings", "4bit")
         return cls(**{"layers": layers, "quantization": quantization, **overrides})
 
     @classmethod
     def quick(cls, objective: str, model_layers: int) -> "SearchSpace":
         """A small space for a first answer in minutes: the full depth or half of it, light pruning, one
-        epoch of distillation and half an epoch of recovery."""
+        epoch of distillation and half an epoch of recovery; no quantization that trains."""
+        quantization = ("int8+embeddings", "openvino-static-int8") if objective == "latency" else \
+            ("int8+embeddings", "4bit")
         return cls.for_objective(objective, model_layers, layers=(model_layers, max(model_layers // 2, 1)),
+                                 quantization=quantization,
                                  head_fractions=(0.0, 0.25), ffn_fractions=(0.0, 0.25), distill_epochs=(1.0,),
                                  recovery_epochs=(0.5,))
 
@@ -80,7 +87,8 @@ class SearchSpace:
 
 def recipe_for(params: dict[str, Any], model_layers: int, trained: bool = True) -> Recipe:
     """The composition a choice of knobs stands for; the structural steps first, quantization last.
-    OpenVINO static int8 is not a step: the runtime quantizes the exported model (see `runtime_for`).
+    OpenVINO static int8 is not a step: the runtime quantizes the exported model (see `runtime_for`); our
+    static int8 is Q8BERT QAT for `recovery_epochs`, exported to OpenVINO with its trained ranges.
     `trained=False`: the same shapes without any training (layers cut, no recovery), whose speed and size are
     the trained model's: the cheap signal that stops a hopeless trial before it trains."""
     steps = []
@@ -100,11 +108,14 @@ def recipe_for(params: dict[str, Any], model_layers: int, trained: bool = True) 
         steps.append(DynamicInt8(embeddings=quantization == "int8+embeddings"))
     elif quantization == "4bit":
         steps.append(NaivePTQ(weight_bits=4, embeddings=True))
+    elif quantization == "qat-static-int8":  # the twin: one step sets every range, hence the same int8 graph
+        steps.append(Q8BertQAT(activation_ranges="ema", attention_products=True,
+                               **({"epochs": params["recovery_epochs"]} if trained else {"max_steps": 1})))
     return Recipe(describe(params) + ("" if trained else " (shape)"), steps)
 
 
 def runtime_for(params: dict[str, Any]) -> str:
-    return "openvino-static-int8" if params["quantization"] == "openvino-static-int8" else "torch"
+    return RUNTIMES.get(params["quantization"], "torch")
 
 
 def describe(params: dict[str, Any]) -> str:

@@ -89,13 +89,17 @@ def candidate(trials: TrialContext, params: dict[str, Any], trained: bool = True
         recipe = recipe_for(params, trials.depth, trained=False)  # else nothing trains: the twin is the model
     variant = Variant(recipe.name, recipe, trials.ctx.seed)
     built = trials.cache.get_or_build(trials.teacher, variant, trials.ctx, trials.tokenizer)
-    if runtime_for(params) == "torch":
+    runtime = runtime_for(params)
+    if runtime == "torch":
         return recipe.name, built.model, built.path, recipe.to_dict()
-    return (recipe.name, *openvino_static(trials, built.path, recipe.name), recipe.to_dict())
+    int8 = "static" if runtime == "openvino-static-int8" else None
+    return (recipe.name, *openvino_export(trials, built.path, recipe.name, int8), recipe.to_dict())
 
 
-def openvino_static(trials: TrialContext, source: Path, name: str) -> tuple[nn.Module, Path]:
-    """The variant exported to OpenVINO and quantized by NNCF (static int8), cached beside the variant."""
+def openvino_export(trials: TrialContext, source: Path, name: str, int8: str | None = "static"
+                    ) -> tuple[nn.Module, Path]:
+    """The variant exported to OpenVINO, cached beside the variant: with `int8="static"` quantized by NNCF;
+    without, as it is (a model with trained static ranges is int8 already)."""
     from bertcompress.export import ExportSettings, export_model
     from bertcompress.runtimes.openvino import OpenVinoModel
 
@@ -103,7 +107,7 @@ def openvino_static(trials: TrialContext, source: Path, name: str) -> tuple[nn.M
     if not (target / OPENVINO_FILE).exists():
         # the search scores the quantized model itself: a static int8 that loses accuracy is a slow-but-
         # valid point for the budget to judge, not an error
-        settings = ExportSettings(max_length=trials.ctx.train.max_length, int8="static", overwrite=True,
+        settings = ExportSettings(max_length=trials.ctx.train.max_length, int8=int8, overwrite=True,
                                   enforce=False)
         export_model(source, "openvino", target, trials.task.split("validation"), settings,
                      trials.task.split("train")[:CALIBRATION_TEXTS])
