@@ -203,3 +203,15 @@ def test_qat_with_attention_products_trains_converts_saves_and_reloads(tokenizer
     batch = random_batch()
     with torch.no_grad():
         assert torch.equal(reloaded(**batch).logits, student(**batch).logits)
+
+
+def test_attention_products_refuse_a_changed_attention_before_replacing_any_layer():
+    from bertcompress.methods.pruning.fixed_attention import replace_layer
+    from bertcompress.methods.quantization.attention_products import quantize_attention_products
+
+    model = tiny_model()
+    replace_layer(model, 1, [0], ("previous", "next", "current"))
+    stock = type(_attentions(model)[0])
+    with pytest.raises(bc.BertCompressError, match="layer 1's self-attention is a FixedPatternAttention"):
+        quantize_attention_products(model)
+    assert type(_attentions(model)[0]) is stock

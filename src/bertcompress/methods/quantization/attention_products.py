@@ -78,16 +78,18 @@ def from_attention(attention: nn.Module, layout: str, bits: int, decay: float) -
 
 
 def quantize_attention_products(model: nn.Module, bits: int = 8, decay: float = 0.99) -> int:
-    """Give every layer's stock self-attention quantized products; returns how many layers changed."""
-    spec, changed = get_spec(model), 0
-    for index, layer in enumerate(spec.layer_list(model)):
-        attention = layer.get_submodule(spec.self_attention)
+    """Give every layer's stock self-attention quantized products; returns how many layers changed. Every
+    layer is checked before any is replaced."""
+    spec = get_spec(model)
+    attentions = [layer.get_submodule(spec.self_attention) for layer in spec.layer_list(model)]
+    for index, attention in enumerate(attentions):
         if not type(attention).__module__.startswith("transformers."):
             raise BertCompressError(f"attention_products: layer {index}'s self-attention is a "
                                     f"{type(attention).__name__}, not the stock one; quantize the products "
                                     "before other attention changes, or leave attention_products off")
-        if head_count_of(attention) == 0:
-            continue
-        set_submodule(layer, spec.self_attention, from_attention(attention, layout_of(spec), bits, decay))
-        changed += 1
+    changed = 0
+    for layer, attention in zip(spec.layer_list(model), attentions):
+        if head_count_of(attention) > 0:
+            set_submodule(layer, spec.self_attention, from_attention(attention, layout_of(spec), bits, decay))
+            changed += 1
     return changed
