@@ -478,3 +478,23 @@ def test_trained_attention_products_cannot_be_a_plain_checkpoint(models, tmp_pat
     with pytest.raises(BertCompressError, match="cannot be a plain Transformers checkpoint: .*attention"):
         export_model(source, "transformers", tmp_path / "out", texts(), SETTINGS)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_untrained_product_quantizer_exports_as_nothing(models, tmp_path):
+    """A range never trained (here: the softmax weights' reset) leaves that input in float, in torch and in
+    the graph alike."""
+    import onnx
+
+    from bertcompress.methods.quantization.ranges import EmaRangeQuantizer
+
+    model = products_model(models)
+    for name, module in model.named_modules():
+        if isinstance(module, EmaRangeQuantizer) and name.endswith("weights"):
+            module.seen.fill_(False)
+    source = bc.save(model, tmp_path / "qat", tiny_tokenizer())
+    record = export_model(source, "onnx", tmp_path / "onnx", texts(), ExportSettings(max_length=24, optimize=False))
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    zero_types = {t.name: t.data_type for t in graph.initializer}
+    uint8 = [n for n in graph.node if n.op_type == "QuantizeLinear" and
+             zero_types.get(n.input[2]) == onnx.TensorProto.UINT8]
+    assert record["verified"] and not uint8

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.modules import ExportOptions, replacement
+from bertcompress.methods.quantization.packed import FixedRangeQuantizer
 from bertcompress.methods.quantization.qdq_export import QdqQuantizer
 from bertcompress.methods.quantization.quantizers import QuantSpec, fake_quantize, qparams_from_range
 
@@ -55,15 +56,17 @@ class EmaRangeQuantizer(nn.Module):
         return cls(entry["bits"], entry["unsigned"], entry["decay"])
 
     def export_standin(self, options: ExportOptions) -> nn.Module:
-        """QuantizeLinear/DequantizeLinear where the runtime runs them as int8 kernels; else itself (the same
-        rounding in float ops)."""
+        """QuantizeLinear/DequantizeLinear where the runtime runs them as int8 kernels; else the same rounding
+        in plain float ops; nothing before any range was trained (it passes its input through)."""
         if options.plain:
             raise BertCompressError("an activation quantized with a trained range has no stock Transformers "
                                     "equivalent")
-        if options.qdq and self.spec.bits == 8 and bool(self.seen):
-            scale, zero = self.qparams()
+        if not bool(self.seen):
+            return nn.Identity()
+        scale, zero = self.qparams()
+        if options.qdq and self.spec.bits == 8:
             return QdqQuantizer(scale, zero, torch.uint8 if self.unsigned else torch.int8)
-        return self
+        return FixedRangeQuantizer(scale, zero, self.spec)
 
     def standin_is_exact(self, options: ExportOptions) -> bool:
         # int8 kernels: the same grid, other rounding of the sums and at the -128 edge
