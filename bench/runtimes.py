@@ -5,7 +5,8 @@ pick instead on the same teacher, every model timed in one run:
 
 Writes the `runtimes` section of BENCHMARKS.md and `bench/results/runtimes.json`: one row per (variant,
 runtime) with the keys variant, runtime, exported, verified, max_abs_logit_diff, agreement, test_accuracy,
-speedup_b1, speedup_b32, size_mb, cpu."""
+speedup_b1, speedup_b32, size_mb, cpu. Then prints, for each of our OpenVINO exports, its test accuracy
+against NNCF's with McNemar's p on the same texts."""
 from pathlib import Path
 
 import torch.nn as nn
@@ -25,6 +26,7 @@ TASK, TOKENIZER = task_and_tokenizer(SETTINGS)
 VERIFY = TASK.split("test")[:512]
 CALIBRATION = TASK.split("train")[:300]  # as the reference measured NNCF: 300 training texts
 RECORDS: dict[str, dict] = {}  # row name -> its export record
+OPENED: dict[str, nn.Module] = {}  # row name -> its export, opened in its runtime
 
 
 def exported(name: str, to: str, int8: str | None = None, precision: str = "f32"):
@@ -36,8 +38,10 @@ def exported(name: str, to: str, int8: str | None = None, precision: str = "f32"
                                                                                  overwrite=True), CALIBRATION)
         if to == "openvino":  # the .bin holds the weights; the .xml is the graph
             weights = target / OPENVINO_FILE.replace(".xml", ".bin")
-            return OpenVinoModel(target / OPENVINO_FILE, model.config, precision=precision), weights
-        return open_model(target), target / ONNX_FILE
+            OPENED[name] = OpenVinoModel(target / OPENVINO_FILE, model.config, precision=precision)
+            return OPENED[name], weights
+        OPENED[name] = open_model(target)
+        return OPENED[name], target / ONNX_FILE
     return make
 
 
@@ -121,6 +125,26 @@ def runtime_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def paired_with_nncf(peer: str = "peer: OpenVINO + NNCF int8") -> None:
+    """Is each of our static int8 exports' accuracy different from NNCF's? McNemar on the same test texts."""
+    from bertcompress.data.batching import encode
+    from bertcompress.evaluation.metrics import logits
+    from bertcompress.evaluation.significance import mcnemar_p
+
+    test = TASK.split("test")
+    labels, data = [e.label for e in test], encode(test, TOKENIZER, 64)
+
+    def right(model):
+        return [float(p == y) for p, y in zip(logits(model, data).argmax(-1).tolist(), labels)]
+
+    base = right(OPENED[peer])
+    for name in (n for n in OPENED if n.startswith("ours") and "OpenVINO" in n):
+        ours = right(OPENED[name])
+        print(f"{name}: {100 * (sum(ours) - sum(base)) / len(base):+.2f} points vs NNCF, McNemar p = "
+              f"{mcnemar_p(base, ours):.2f} on {len(base)} paired test texts")
+
+
 if __name__ == "__main__":
     results = run_table(TABLE, SETTINGS)
     write_json("runtimes", runtime_rows(results), SETTINGS)
+    paired_with_nncf()
