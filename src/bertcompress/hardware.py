@@ -95,8 +95,9 @@ def gemm_probe(repeats: int = 10, shape: tuple[int, int, int] = PROBE_SHAPE) -> 
     return {k: round(v, 3) for k, v in results.items()}
 
 
-def advice(features: list[str], probe: dict[str, float]) -> list[str]:
-    """Which precision pays on this CPU, from the probe's measured ratios, and the int8 kernel option."""
+def advice(features: list[str], probe: dict[str, float], installed: dict[str, str | None] | None = None) -> list[str]:
+    """Which precision pays on this CPU, from the probe's measured ratios, the int8 kernel option, and where
+    int8 dot products and OpenVINO are both here, the fastest int8 path measured on such CPUs."""
     fp32 = probe["fp32_ms"]
     lines = []
     vnni = has_int8_dot_product(features)
@@ -112,12 +113,16 @@ def advice(features: list[str], probe: dict[str, float]) -> list[str]:
     ratio = fp32 / probe["bf16_ms"]
     lines.append(f"bf16 GEMM {ratio:.2f}x fp32 here: "
                  + ("bf16 pays (hardware BF16)" if ratio > 1.2 else "bf16 does not pay on this CPU"))
+    if vnni and (installed or {}).get("openvino"):
+        lines.append("fastest int8 measured on such CPUs (BENCHMARKS.md, runtimes): static int8 with every "
+                     "MatMul quantized in OpenVINO: `--recipe q8bert-static-int8`, then `export --to openvino` "
+                     "(or `export --to openvino --int8 static` on any model: NNCF)")
     return lines
 
 
 def report(repeats: int = 10) -> dict:
-    features = cpu_features()
+    features, found_runtimes = cpu_features(), runtimes()
     probe = gemm_probe(repeats)
     return {"cpu": cpu_name(), "machine": platform.machine(), "features": features,
-            "threads": torch.get_num_threads(), "runtimes": runtimes(), "gemm_probe": probe,
-            "probe_shape": list(PROBE_SHAPE), "advice": advice(features, probe)}
+            "threads": torch.get_num_threads(), "runtimes": found_runtimes, "gemm_probe": probe,
+            "probe_shape": list(PROBE_SHAPE), "advice": advice(features, probe, found_runtimes)}

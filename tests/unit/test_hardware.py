@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bertcompress.cli import main
-from bertcompress.hardware import advice, cpu_features, gemm_probe
+from bertcompress.hardware import advice, cpu_features, gemm_probe, has_int8_dot_product
 
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd asimddp sve\n"
@@ -38,13 +38,22 @@ def test_advice_follows_ratios_and_features(features, probe, expected):
         assert fragment in line, (line, fragment)
 
 
+def test_the_static_int8_path_is_advised_only_with_int8_dot_products_and_openvino():
+    probe = {"fp32_ms": 30, "bf16_ms": 10, "int8_ms": 10, "int8_7bit_ms": 12}
+    advised = advice(["avx512_vnni"], probe, {"openvino": "2025.0"})
+    assert len(advised) == 4 and "q8bert-static-int8" in advised[-1]
+    assert len(advice(["avx512_vnni"], probe, {"openvino": None})) == 3
+    assert len(advice(["avx2"], probe, {"openvino": "2025.0"})) == 3
+
+
 def test_cli_reports_json(capsys):
     with pytest.raises(SystemExit) as done:
         main(["hardware", "--json", "--repeats", "1"])
     assert done.value.code == 0
     found = json.loads(capsys.readouterr().out)
     assert found["features"] == cpu_features() and found["runtimes"]["torch"]
-    assert len(found["advice"]) == 3 and found["gemm_probe"]["fp32_ms"] > 0
+    static = has_int8_dot_product(found["features"]) and found["runtimes"].get("openvino")
+    assert len(found["advice"]) == 3 + bool(static) and found["gemm_probe"]["fp32_ms"] > 0
 
 
 @pytest.mark.parametrize("features, reduced", [(["avx2"], True), (["avx2", "avx512_vnni"], False),
