@@ -169,3 +169,10 @@ def test_onnx_export_matches_at_another_length(tmp_path):
     bc.compress(model, FixedAttention(learnable_heads=1, selection="first", epochs=0), bc.Context())
     path = export_onnx(model, tmp_path / "model.onnx", seq_len=16)
     assert max_logit_difference(model, path, random_batch(batch_size=5, length=23, seed=2)) <= 1e-4
+
+
+def test_a_replaced_layer_keeps_the_models_mode():
+    """Replacing a layer of a model in eval mode must not switch dropout back on for that layer."""
+    model = tiny_model().eval()
+    replace_layer(model, 0, [0], ("previous", "next", "current"))
+    assert not model.bert.encoder.layer[0].attention.self.training

@@ -121,7 +121,7 @@ def from_attention(attention: nn.Module, layout: str, learned: list[int],
     value = getattr(attention, names[2])
     module = FixedPatternAttention(layout, value.in_features, count, size, len(learned), patterns,
                                    bias=value.bias is not None, dropout=attention.dropout.p)
-    module.to(device=value.weight.device, dtype=value.weight.dtype)
+    module.to(device=value.weight.device, dtype=value.weight.dtype).train(attention.training)
     learned_rows, order = head_rows(learned, size), head_rows(learned + fixed, size)
     _rows(getattr(attention, names[0]), learned_rows, module._projection(0))
     _rows(getattr(attention, names[1]), learned_rows, module._projection(1))
