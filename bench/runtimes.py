@@ -81,7 +81,7 @@ TABLE = Table(
         # agreement and -0.6 points on 512 test texts; see runtimes/static_int8.py)
         # our own static int8: activation ranges fixed by calibration (PTQ) or learned in training (Q8BERT's
         # EMA ranges), exported as QuantizeLinear/DequantizeLinear that OpenVINO runs as int8 kernels; with
-        # `--int8 static`, NNCF also quantizes the attention products, which none of our methods does
+        # `--int8 static`, NNCF also quantizes the attention products (none of these models has ranges for them)
         Row(PTQ_STATIC, (bc.NaivePTQ(weight_bits=8, activation_bits=8, observer="percentile"),)),
         Row(f"{PTQ_STATIC} -> OpenVINO", peer=exported(f"{PTQ_STATIC} -> OpenVINO", "openvino"), start=PTQ_STATIC),
         Row(f"{PTQ_STATIC} -> OpenVINO {ATTENTION}",

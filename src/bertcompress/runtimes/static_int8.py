@@ -27,8 +27,8 @@ def nncf_quantize(onnx_path: Path, xml_path: Path, data: Encoded, softmax_produc
     """ONNX -> OpenVINO IR quantized by nncf.quantize (transformer preset) on `data`. MatMuls whose input is
     already quantized (our static int8 Linears, with ranges calibrated or learned in QAT) keep their own;
     NNCF quantizes the rest, notably the attention products (query x key and, unless `softmax_products` is
-    False, attention weights x value), which none of our methods quantizes and which make OpenVINO's int8
-    attention faster. Returns what export.json records."""
+    False, attention weights x value) where the model has no trained ranges for them, which makes OpenVINO's
+    int8 attention faster. Returns what export.json records."""
     import nncf
     import openvino as ov
 
