@@ -211,6 +211,29 @@ def test_exactness_follows_what_the_export_traces(scratch_replacements):
     assert modules.standins_are_exact(nn.Sequential(nn.Linear(2, 2)), options) is True
 
 
+def test_a_stand_in_that_cannot_be_made_names_the_module(scratch_replacements):
+    @replacement
+    class Stubborn(nn.Module):
+        def export_standin(self, options):
+            raise BertCompressError("has no stand-in here")
+
+    with pytest.raises(BertCompressError, match=r"^1\.0: has no stand-in here$"):
+        modules.standins(nn.Sequential(nn.Linear(2, 2), nn.Sequential(Stubborn())), ExportOptions())
+
+
+def test_a_runtime_model_declares_its_task_type():
+    """ONNX Runtime and OpenVINO wrappers have no Transformers class name: their own `task_type` decides, and
+    it wins over a class name too."""
+    class OrtLikeModel(nn.Module):
+        task_type = "token_classification"
+
+    class BertForSequenceClassification(nn.Module):
+        task_type = "embedding"
+
+    assert task_types.task_type_of(OrtLikeModel()) == "token_classification"
+    assert task_types.task_type_of(BertForSequenceClassification()) == "embedding"
+
+
 def test_a_byte_snapshot_counts_every_enclosing_module():
     model = _net()
     snapshot = ByteSnapshot(model)
