@@ -232,6 +232,8 @@ def test_a_runtime_model_declares_its_task_type():
 
     assert task_types.task_type_of(OrtLikeModel()) == "token_classification"
     assert task_types.task_type_of(BertForSequenceClassification()) == "embedding"
+    with pytest.raises(BertCompressError, match=r"^Mystery is not a model of a known task type \(classification, "):
+        task_types.task_type_of(type("Mystery", (nn.Module,), {})())
 
 
 def test_a_byte_snapshot_counts_every_enclosing_module():
