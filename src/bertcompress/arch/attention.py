@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from bertcompress.arch.spec import ArchSpec
+from bertcompress.core.errors import BertCompressError
 
 # attribute names of the projections, and of the output Linear when the self-attention owns it
 LAYOUTS = {"bert": ("query", "key", "value", None), "distilbert": ("q_lin", "k_lin", "v_lin", "out_lin")}
@@ -20,6 +21,8 @@ def layout_of(spec: ArchSpec) -> str:
 
 class LayoutAttention(nn.Module):
     """Query/key Linears of `query_heads` heads, value (and output, where the layout owns it) of all heads."""
+
+    kind = "these attention modules"  # what errors call a subclass
 
     def __init__(self, layout: str, hidden_size: int, num_heads: int, head_size: int, query_heads: int,
                  bias: bool = True, dropout: float = 0.0):
@@ -43,6 +46,11 @@ class LayoutAttention(nn.Module):
     def _projection(self, role: int) -> nn.Module:
         """0 query, 1 key, 2 value."""
         return getattr(self, LAYOUTS[self.layout][role])
+
+    def _require_self_attention(self, encoder_hidden_states: Any, cache: Any) -> None:
+        """These modules replace encoder self-attention only: no cross-attention, no decoding cache."""
+        if encoder_hidden_states is not None or cache is not None:
+            raise BertCompressError(f"{self.kind} support encoder self-attention only")
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, length, heads · size) -> (batch, heads, length, size)."""

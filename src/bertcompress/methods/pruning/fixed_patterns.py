@@ -57,6 +57,8 @@ class FixedPatternAttention(LayoutAttention):
     """Self-attention whose first `learned_heads` heads are ordinary and whose other heads follow fixed
     patterns. Query/key Linears hold only the learned heads' rows; value (and output) keep every head."""
 
+    kind = "fixed attention patterns"
+
     def __init__(self, layout: str, hidden_size: int, num_heads: int, head_size: int, learned_heads: int,
                  patterns: tuple[str, ...] | list[str], bias: bool = True, dropout: float = 0.0):
         if len(patterns) != num_heads - learned_heads:
@@ -68,8 +70,7 @@ class FixedPatternAttention(LayoutAttention):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None, cache: Any = None,
                 **kwargs: Any) -> tuple[torch.Tensor, None]:
-        if encoder_hidden_states is not None or cache is not None:
-            raise BertCompressError("fixed attention patterns support encoder self-attention only")
+        self._require_self_attention(encoder_hidden_states, cache)
         batch, length = hidden_states.shape[:2]
         value = self._heads(self._projection(2)(hidden_states))
         parts = []

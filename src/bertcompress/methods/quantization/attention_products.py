@@ -26,6 +26,8 @@ class QuantizedProductsAttention(LayoutAttention):
     """Self-attention whose two products take quantized inputs (symmetric query, key, value; unsigned
     softmax weights), each with its own trained range."""
 
+    kind = "quantized attention products"
+
     def __init__(self, layout: str, hidden_size: int, num_heads: int, head_size: int, bias: bool = True,
                  dropout: float = 0.0, bits: int = 8, decay: float = 0.99):
         super().__init__(layout, hidden_size, num_heads, head_size, num_heads, bias, dropout)
@@ -35,8 +37,7 @@ class QuantizedProductsAttention(LayoutAttention):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None, cache: Any = None,
                 **kwargs: Any) -> tuple[torch.Tensor, None]:
-        if encoder_hidden_states is not None or cache is not None:
-            raise BertCompressError("quantized attention products support encoder self-attention only")
+        self._require_self_attention(encoder_hidden_states, cache)
         query = self.products["query"](self._heads(self._projection(0)(hidden_states)) * self.scaling)
         key = self.products["key"](self._heads(self._projection(1)(hidden_states)).transpose(-1, -2))
         value = self.products["value"](self._heads(self._projection(2)(hidden_states)))

@@ -64,10 +64,13 @@ class EmaRangeQuantizer(nn.Module):
         if not bool(self.seen):
             return nn.Identity()
         scale, zero = self.qparams()
-        if options.qdq and self.spec.bits == 8:
+        if self._runs_as_int8(options):
             return QdqQuantizer(scale, zero, torch.uint8 if self.unsigned else torch.int8)
         return FixedRangeQuantizer(scale, zero, self.spec)
 
     def standin_is_exact(self, options: ExportOptions) -> bool:
         # int8 kernels: the same grid, other rounding of the sums and at the -128 edge
-        return not (options.qdq and self.spec.bits == 8 and bool(self.seen))
+        return not (self._runs_as_int8(options) and bool(self.seen))
+
+    def _runs_as_int8(self, options: ExportOptions) -> bool:
+        return options.qdq and self.spec.bits == 8
