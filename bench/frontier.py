@@ -1,6 +1,7 @@
 """Frontier: what `bertcompress optimize` finds on Rotten Tomatoes, its models re-trained on more seeds.
 
-    python bench/frontier.py [--run runs/optimize-...] [--time-budget 10m] [--quick] [--seeds 0 1 2]
+    python bench/frontier.py [--run runs/optimize-...] [--time-budget 10m] [--trials N] [--quick]
+                             [--space layers=4,3 ...] [--unlabelled] [--seeds 0 1 2]
 
 Searches on seed 0 (or reads a finished `optimize` run with --run), then re-builds every frontier model of
 ours on the other seeds (each seed's own teacher, the same recipe and runtime) for test accuracy mean ± std.
@@ -11,6 +12,7 @@ runtime, cpu, kind."""
 import argparse
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from bertcompress.benchmarks import replace_section
@@ -19,7 +21,7 @@ from bertcompress.data import tasks
 from bertcompress.data.batching import encode
 from bertcompress.evaluation.metrics import score
 from bertcompress.io import load_tokenizer
-from bertcompress.search.frontier import FRONTIER_KEYS
+from bertcompress.search.frontier import FRONTIER_KEYS, searched_lines
 from bertcompress.search.optimize import OptimizeOptions, default_space, model_depth, optimize, trial_context
 from bertcompress.search.trials import candidate
 from bertcompress.training.loop import TrainConfig
@@ -32,13 +34,14 @@ def test_accuracy(model, task, tokenizer) -> float:
     return score(model, encode(task.split("test"), tokenizer, 64), task.num_labels)[0]["accuracy"]
 
 
-def reseeded(rows: list[dict], trials: list[dict], seeds: list[int], quick: bool) -> list[dict]:
-    """Each frontier model of ours and the teacher again on every seed (its own teacher); mean ± std."""
+def reseeded(rows: list[dict], trials: list[dict], seeds: list[int], searched: OptimizeOptions) -> list[dict]:
+    """Each frontier model of ours and the teacher again on every seed (its own teacher, the search's
+    options otherwise); mean ± std."""
     task, tokenizer = tasks.get("rotten_tomatoes", seed=0), load_tokenizer("minilm")
     params = {t["name"]: t["params"] for t in trials}
     accuracies = {r["name"]: {} for r in rows if r["kind"] in ("ours", "teacher")}
     for seed in seeds:
-        options = OptimizeOptions(train=TrainConfig(seed=seed), quick=quick)
+        options = replace(searched, train=TrainConfig(seed=seed))
         teacher = get_teacher("minilm", task, tokenizer, options.train)
         depth = model_depth(teacher.model)
         context = trial_context(task, options, default_space(options, depth), teacher, tokenizer, depth)
@@ -68,6 +71,7 @@ def markdown(rows: list[dict], summary: dict) -> str:
              f"max drop {summary['max_drop']:g} points on validation; chosen: **{summary['chosen']}**. Speed and "
              f"size measured in one run on {cpu['name']} ({', '.join(cpu['features'])}), 2 threads, seq 64; "
              "test accuracy mean ± std over the seeds listed (each seed with its own teacher).", "",
+             *searched_lines(summary),
              "| model | kind | runtime | seeds | val acc (seed 0) | test acc | Δ test (points) | speedup b1 | "
              "speedup b32 | size MB | smaller |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -85,19 +89,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--run", type=Path, help="a finished optimize run directory to read instead of searching")
     parser.add_argument("--time-budget", default="10m")
+    parser.add_argument("--trials", type=int)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--space", action="append", default=[], help="knob=v1,v2 as in `optimize --space`")
+    parser.add_argument("--unlabelled", action="store_true", help="distillation also learns from the plot rows")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
-    run = args.run
-    if run is None:
-        options = OptimizeOptions(time_budget=parse_duration(args.time_budget), quick=args.quick,
-                                  output=ROOT / "bench" / "work" / "frontier", overwrite=True)
-        run = optimize(tasks.get("rotten_tomatoes", seed=0), options)
+    options = OptimizeOptions(time_budget=parse_duration(args.time_budget), trials=args.trials, quick=args.quick,
+                              space_overrides=tuple(args.space), unlabelled=args.unlabelled,
+                              output=ROOT / "bench" / "work" / "frontier", overwrite=True)
+    run = args.run or optimize(tasks.get("rotten_tomatoes", seed=0), options)
     rows = json.loads((run / "frontier.json").read_text())
     found = json.loads((run / "trials.json").read_text())
     summary = {**found["summary"], "quick": args.quick or "quick" in str(run)}
     if args.seeds != [0]:
-        rows = reseeded(rows, found["trials"], args.seeds, summary["quick"])
+        rows = reseeded(rows, found["trials"], args.seeds, replace(options, quick=summary["quick"]))
     assert all(tuple(r) == FRONTIER_KEYS for r in rows)
     replace_section("frontier", markdown(rows, summary), rows)
 

@@ -224,6 +224,10 @@ def optimize(
                                "bf16, OpenVINO + NNCF int8"),
     quick: bool = typer.Option(False, "--quick", help="a small space (full or half depth, light pruning, 1 epoch "
                                "of distillation): a first answer in minutes"),
+    space: list[str] = typer.Option([], "--space", help="replace one knob's values in the space, e.g. "
+                                    "layers=4,3 or quantization=int8,qat-static-int8 or distill_epochs=4 "
+                                    "(repeat for more knobs; knobs: layers, head_fractions, ffn_fractions, "
+                                    "vocabulary, quantization, distill_epochs, recovery_epochs)"),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="distillation steps also learn from the task's "
                                     "unlabelled text, labelled by the teacher (Rotten Tomatoes: its 'plot' rows)"),
     unlabelled_file: Optional[Path] = typer.Option(None, "--unlabelled-file", help="your unlabelled text for "
@@ -239,7 +243,8 @@ def optimize(
                               time_budget=budget, trials=trials, workers=workers, storage=storage, output=output,
                               name=check_name(name) if name else None, overwrite=overwrite,
                               train=TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed), repeats=repeats,
-                              peers=peers, quick=quick, unlabelled=unlabelled or unlabelled_file is not None)
+                              peers=peers, quick=quick, space_overrides=tuple(space),
+                              unlabelled=unlabelled or unlabelled_file is not None)
     options.check()
     spec = data.task_spec(seed, max_train, max_eval)
     if unlabelled_file is not None:
@@ -266,9 +271,9 @@ def compress_command(
     loaded, tokenizer = bc.load(model), bc.load_tokenizer(model)
     _, reports = plan.apply(loaded, bc.Context(tokenizer=tokenizer))
     bc.save(loaded, out, tokenizer, overwrite=overwrite)
-    for report in reports:
-        console.print(f"{report.method}: {report.modules_changed} modules, "
-                      f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
+    for step in reports:
+        console.print(f"{step.method}: {step.modules_changed} modules, "
+                      f"{step.bytes_before / 1e6:.1f} MB -> {step.bytes_after / 1e6:.1f} MB")
     console.print(f"[green]saved[/] {out}")
 
 

@@ -70,6 +70,40 @@ def test_our_static_int8_is_qat_exported_to_openvino_without_nncf(tokenizer, mon
     assert "qat-static-int8" not in SearchSpace.quick("latency", 6).quantization  # quick trains no QAT
 
 
+def test_space_overrides_replace_only_the_knobs_named():
+    base = SearchSpace.quick("latency", 6)
+    space = base.overridden(("layers=4, 3", "vocabulary=no", "quantization=int8,qat-static-int8,int8",
+                             "distill-epochs=4"))
+    assert (space.layers, space.vocabulary, space.quantization, space.distill_epochs) == \
+        ((4, 3), (False,), ("int8", "qat-static-int8"), (4.0,))
+    assert (space.head_fractions, space.ffn_fractions, space.recovery_epochs) == \
+        (base.head_fractions, base.ffn_fractions, base.recovery_epochs)
+    assert base.overridden(()) is base
+
+
+@pytest.mark.parametrize("override, message", [
+    ("layers", "write a knob and its values"),
+    ("layers=", "write a knob and its values"),
+    ("depth=3", "no knob 'depth'; knobs: layers, head_fractions"),
+    ("layers=3.5", "layers takes whole numbers"),
+    ("head_fractions=half", "head_fractions takes numbers"),
+    ("vocabulary=maybe", "vocabulary takes yes or no"),
+])
+def test_a_bad_space_override_names_its_text_and_knob(override, message):
+    with pytest.raises(BertCompressError, match=f"--space '{override}': {message}"):
+        OptimizeOptions(trials=1, space_overrides=(override,)).check()
+
+
+def test_overrides_shape_the_default_space_and_the_study_key():
+    from bertcompress.search.optimize import default_space
+
+    options = OptimizeOptions(trials=1, quick=True, space_overrides=("layers=3",))
+    assert default_space(options, 6) == SearchSpace.quick("latency", 6).overridden(("layers=3",))
+    plain = OptimizeOptions(trials=1, quick=True)
+    task = toy_task()
+    assert options.key(task, default_space(options, 6)) != plain.key(task, default_space(plain, 6))
+
+
 def test_a_space_that_allows_nothing_is_refused():
     with pytest.raises(BertCompressError, match=r"keeps \[7, 8\] layers but the model has 2"):
         SearchSpace(layers=(7, 8)).check(tiny_model())
@@ -139,7 +173,9 @@ def test_search_writes_the_frontier_and_resumes_its_study(search, tmp_path):
     assert trials["summary"]["trials"] + trials["summary"]["stopped_before_training"] == 3
     for row in rows[1:]:
         assert (target / "models" / row["name"]).is_dir()
-    assert (target / "frontier.md").read_text().count("| ours |") == len(rows) - 1
+    report = (target / "frontier.md").read_text()
+    assert report.count("| ours |") == len(rows) - 1
+    assert "Space searched: layers 2, 1; head_fractions 0.0, 0.5; ffn_fractions 0.0;" in report
     # resumed: the same study grows to 5 trials; the 3 done are not run again
     options.trials, options.overwrite = 5, True
     optimize(task, options)

@@ -1,6 +1,5 @@
 """Property-based tests (hypothesis): quantization error bounds over shapes and bit widths, pruning plans that
 never empty a layer, and save/load round trips of models with per-layer shapes drawn at random."""
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -276,6 +276,13 @@ CASES = {
     "optimize storage unreachable": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
                                           "--output", "%runs", "--storage", "postgresql://x@127.0.0.1:1/none",
                                           ["--storage", "cannot be used"]),
+    "optimize --space unknown knob": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
+                                           "--space", "depth=3", ["no knob 'depth'", "layers"]),
+    "optimize --space bad value": _args("optimize", "--model", "@plain", "--train", "@data.csv", "--trials", 2,
+                                        "--space", "layers=four", ["layers takes whole numbers"]),
+    "optimize --space unknown quantization": _args("optimize", "--model", "@plain", "--train", "@data.csv",
+                                                   "--trials", 2, "--space", "quantization=int3",
+                                                   ["['int3'] are not offered", "qat-static-int8"]),
     # export and predict
     "export unknown format": _args("export", "@plain", "--to", "tflite", "--out", "%x", ["--to", "onnx"]),
     "export over its own model": _args("export", "@int8", "--to", "onnx", "--out", "@int8", "--overwrite",

@@ -13,7 +13,6 @@ from bertcompress.reproduce import runner
 from bertcompress.reproduce.evidence import Evidence
 from bertcompress.reproduce.head_claims import hypergeometric_tail
 from bertcompress.reproduce.spec import HOLDS, NOT_TESTABLE, PARTLY, Budget
-from bertcompress.training.loop import TrainConfig
 from bertcompress.training.teacher import Teacher
 from tests.conftest import tiny_model, tiny_tokenizer, toy_task
 

@@ -2,7 +2,6 @@
 import copy
 from types import SimpleNamespace
 
-import pytest
 import torch
 
 import bertcompress as bc

@@ -54,7 +54,7 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
              f"budget on validation {scored_by}: **{summary['chosen'] or 'none within the budget'}**. "
              f"Test {scored_by} is measured for the frontier only and never used to choose.", "",
              f"Timed in one run on {summary['cpu']['name']} ({', '.join(summary['cpu']['features']) or '-'}); "
-             "speedups are to the fp32 teacher in torch.", "",
+             "speedups are to the fp32 teacher in torch.", "", *searched_lines(summary),
              f"| model | kind | runtime | val {scored_by} | test {scored_by} | Δ test (points) | speedup b1 | "
              "speedup b32 | size MB | smaller |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -63,3 +63,12 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
                      f"{r['speedup_b32']:.2f}x | {r['size_mb']:.1f} | {r['size_ratio']:.2f}x |")
     lines += ["", "![accuracy vs speedup](accuracy_vs_speedup.png) ![accuracy vs size](accuracy_vs_size.png)"]
     return "\n".join(lines) + "\n"
+
+
+def searched_lines(summary: dict[str, Any]) -> list[str]:
+    """The space the trials came from, one line (older runs did not record it)."""
+    if "space" not in summary:
+        return []
+    knobs = "; ".join(f"{name} {', '.join(map(str, values))}" for name, values in summary["space"].items())
+    extra = " Distillation also learned from the task's unlabelled text." if summary.get("unlabelled") else ""
+    return [f"Space searched: {knobs}.{extra}", ""]

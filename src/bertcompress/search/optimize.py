@@ -29,7 +29,7 @@ from bertcompress.measure import latency_fields
 from bertcompress.reports.plots import scatter
 from bertcompress.runtimes import model_bytes, peers
 from bertcompress.search import frontier as fr
-from bertcompress.search.space import OBJECTIVES, SearchSpace, describe, recipe_for
+from bertcompress.search.space import OBJECTIVES, SearchSpace, describe, parse_overrides, recipe_for
 from bertcompress.search.study import open_storage, open_study, study_key
 from bertcompress.search.trials import (TrialContext, evaluate, hopeless, measure_shape, objective_key,
                                         objective_value, score_name)
@@ -62,6 +62,7 @@ class OptimizeOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     space: SearchSpace | None = None
     quick: bool = False  # SearchSpace.quick instead of the full space
+    space_overrides: tuple[str, ...] = ()  # 'knob=v1,v2' texts replacing knobs of the full or quick space
     trial_repeats: int = 5
     repeats: int = 20  # the final measurement of the frontier
     peers: bool = True
@@ -79,6 +80,7 @@ class OptimizeOptions:
             raise BertCompressError("--workers must be at least 1")
         if self.trials is None and self.time_budget is None:
             raise BertCompressError("give --trials, --time-budget or both, so the search knows when to stop")
+        parse_overrides(self.space_overrides)
 
     def run_name(self, task: Task) -> str:
         return self.name or slug(f"optimize-{task.name}-{self.objective}-drop{self.max_drop:g}-seed{self.train.seed}",
@@ -127,7 +129,8 @@ def optimize(task: Task, options: OptimizeOptions, console: Console | None = Non
 def default_space(options: OptimizeOptions, depth: int) -> SearchSpace:
     if options.space is not None:
         return options.space
-    return (SearchSpace.quick if options.quick else SearchSpace.for_objective)(options.objective, depth)
+    base = (SearchSpace.quick if options.quick else SearchSpace.for_objective)(options.objective, depth)
+    return base.overridden(options.space_overrides)
 
 
 def model_depth(model) -> int:
@@ -306,8 +309,10 @@ def _write(target: Path, task: Task, options: OptimizeOptions, trials: TrialCont
                   f"{' and the peers' if options.peers else ''} in one run")
     rows, saved = _measure_frontier(front, trials, options, console)
     summary = {"task": task.name, "objective": options.objective, "max_drop": options.max_drop,
-               "trials": len(results), "stopped_before_training": hopeless_count, "search_seconds": search_seconds, "chosen": pick["name"] if pick else None,
-               "cpu": rows[0]["cpu"], "score": score_name(task)}
+               "trials": len(results), "stopped_before_training": hopeless_count, "search_seconds": search_seconds,
+               "chosen": pick["name"] if pick else None,
+               "cpu": rows[0]["cpu"], "score": score_name(task), "space": trials.space.choices(trials.depth),
+               "unlabelled": options.unlabelled}
 
     def fill(directory: Path) -> None:
         for name, path in saved.items():

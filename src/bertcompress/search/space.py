@@ -2,7 +2,7 @@
 FFN neurons -> prune the vocabulary -> quantize), and the recipe a choice of knobs stands for."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch.nn as nn
@@ -59,6 +59,10 @@ class SearchSpace:
                                  head_fractions=(0.0, 0.25), ffn_fractions=(0.0, 0.25), distill_epochs=(1.0,),
                                  recovery_epochs=(0.5,))
 
+    def overridden(self, overrides: tuple[str, ...]) -> "SearchSpace":
+        """This space with some knobs' values replaced, each given as 'knob=v1,v2' (`--space layers=4,3`)."""
+        return replace(self, **parse_overrides(overrides)) if overrides else self
+
     def check(self, model: nn.Module) -> None:
         """Refuse a space that allows nothing on this model, before any training."""
         depth = len(get_spec(model).layer_list(model))
@@ -83,6 +87,36 @@ class SearchSpace:
         """One choice per knob from an Optuna trial (categorical: every knob is a short list)."""
         return {name: trial.suggest_categorical(name, list(values))
                 for name, values in self.choices(model_layers).items()}
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "yes", "no"):
+        raise ValueError
+    return text.lower() in ("true", "yes")
+
+
+# how each knob's values are read from text
+_KNOB_TYPES = {"layers": int, "head_fractions": float, "ffn_fractions": float, "vocabulary": _boolean,
+               "quantization": str, "distill_epochs": float, "recovery_epochs": float}
+
+
+def parse_overrides(overrides: tuple[str, ...]) -> dict[str, tuple]:
+    """'knob=v1,v2' texts as {knob: values}; one clear error naming the text, the knob or the value at fault."""
+    parsed: dict[str, tuple] = {}
+    knobs = [f.name for f in fields(SearchSpace)]
+    for text in overrides:
+        name, equals, values = (part.strip() for part in text.partition("="))
+        name = name.replace("-", "_")
+        if not equals or not values:
+            raise BertCompressError(f"--space {text!r}: write a knob and its values, e.g. layers=4,3")
+        if name not in knobs:
+            raise BertCompressError(f"--space {text!r}: no knob {name!r}; knobs: {', '.join(knobs)}")
+        try:
+            parsed[name] = tuple(dict.fromkeys(_KNOB_TYPES[name](v.strip()) for v in values.split(",")))
+        except ValueError:
+            hint = {int: "whole numbers", float: "numbers", _boolean: "yes or no"}[_KNOB_TYPES[name]]
+            raise BertCompressError(f"--space {text!r}: {name} takes {hint}, comma-separated") from None
+    return parsed
 
 
 def recipe_for(params: dict[str, Any], model_layers: int, trained: bool = True) -> Recipe:
