@@ -28,14 +28,18 @@ VOCABULARY = bc.VocabularyPruning()
 
 
 STUDENT = "3-layer student"
+# the same student also taught the teacher's hidden states (TinyBERT) and its in-batch similarities, which are
+# the neighbourhoods recall@10 scores (their squared differences are ~1e-3: hence the weight)
+RELATIONAL = "3-layer student, hidden states + similarities"
 INT8_7BIT = "int8, 7-bit activations"  # what CPUs without VNNI got before the bits were measured
 
 
 def variants(epochs: float) -> list[Variant]:
     """Variants of the teacher; the student's own variants are built from it (see `student_variants`)."""
-    student = [bc.Distillation(keep=3, epochs=epochs, learning_rate=1e-4, max_steps=4 if SETTINGS.smoke else None)]
+    student = bc.Distillation(keep=3, epochs=epochs, learning_rate=1e-4, max_steps=4 if SETTINGS.smoke else None)
+    relational = student.model_copy(update={"hidden_mse_weight": 1.0, "similarity_weight": 30.0})
     recipes = {"int8": [INT8], INT8_7BIT: [bc.DynamicInt8(reduce_range=True)], "vocabulary pruned": [VOCABULARY],
-               "vocabulary pruned + int8": [VOCABULARY, INT8], STUDENT: student}
+               "vocabulary pruned + int8": [VOCABULARY, INT8], STUDENT: [student], RELATIONAL: [relational]}
     return [Variant(name, Recipe(name.replace(" ", "-"), steps)) for name, steps in recipes.items()]
 
 
@@ -71,7 +75,8 @@ def markdown(rows: list[dict], env: dict) -> str:
 
 def targets(rows: list[dict]) -> str:
     by_name = {row["variant"]: row for row in rows}
-    int8, student, seven = by_name["int8"], by_name[STUDENT], by_name[INT8_7BIT]
+    int8, seven = by_name["int8"], by_name[INT8_7BIT]
+    student = max((by_name[name] for name in (STUDENT, RELATIONAL)), key=lambda r: r["neighbour_recall_at_10"])
     verdict = lambda cosine: "met" if cosine >= 0.99 else "missed"  # noqa: E731
     errors = int8["recipe"][0]["metrics"].get("output_error_by_activation_bits")
     bits = "8-bit activations (a VNNI CPU)" if not errors else \
@@ -79,7 +84,8 @@ def targets(rows: list[dict]) -> str:
     return (f"Measured: int8 {int8['mean_cosine']:.4f} ({bits}; {verdict(int8['mean_cosine'])}), "
             f"{seven['mean_cosine']:.4f} with 7-bit "
             f"activations ({verdict(seven['mean_cosine'])}); "
-            f"student recall@10 {student['neighbour_recall_at_10']:.3f} at {student['speedup_b32']:.2f}x "
+            f"best student ({student['variant']}) recall@10 {student['neighbour_recall_at_10']:.3f} at "
+            f"{student['speedup_b32']:.2f}x "
             f"({'met' if student['neighbour_recall_at_10'] >= 0.9 and student['speedup_b32'] >= 1.9 else 'missed'})"
             ".")
 

@@ -13,7 +13,8 @@ from bertcompress.data import tasks
 from bertcompress.data.batching import encode
 from bertcompress.evaluation.embedding import knn_accuracy, mean_cosine, nearest, neighbour_recall
 from bertcompress.evaluation.metrics import logits, score
-from bertcompress.training.objectives import distillation_losses, importance_loss, label_losses
+from bertcompress.training.objectives import (distillation_losses, importance_loss, label_losses,
+                                              similarity_losses)
 from tests.conftest import FAMILIES, random_batch, tiny_model, tiny_tokenizer, toy_task
 
 
@@ -116,6 +117,43 @@ def test_distilling_a_shallower_embedder_brings_its_vectors_to_the_teachers():
     before = 1 - mean_cosine(logits(student, data), logits(teacher, data))
     bc.compress(student, bc.Distillation(max_steps=40, learning_rate=1e-3), ctx)
     assert 1 - mean_cosine(logits(student, data), logits(teacher, data)) < before / 2
+
+
+def test_the_similarity_loss_compares_neighbourhoods_not_positions():
+    one_hot, same = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [2.0, 0.0]])
+    # orthogonal vs identical directions: each row differs in one of its two similarities, by 1
+    assert torch.allclose(similarity_losses(one_hot, same), torch.tensor([0.5, 0.5]))
+    vectors = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(1)))
+    assert similarity_losses(3 * vectors @ rotation, vectors).abs().max() < 1e-6  # scale and rotation free
+    other = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
+    assert similarity_losses(other, vectors).min() > 1e-3
+
+
+def test_similarity_distillation_brings_the_students_neighbourhoods_to_the_teachers():
+    tokenizer, teacher = tiny_tokenizer(), tiny_model(task_type="embedding", layers=2)
+    task = toy_task("embedding")
+    data = encode(task.split("test"), tokenizer, 16)
+    student = tiny_model(task_type="embedding", layers=1, seed=7)
+    ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=bc.TrainConfig(batch_size=8, max_length=16))
+
+    def gap():
+        return float(similarity_losses(logits(student, data), logits(teacher, data)).mean())
+
+    before = gap()
+    report = bc.compress(student, bc.Distillation(soft_weight=0, hard_weight=1, similarity_weight=1.0, max_steps=40,
+                                                  learning_rate=1e-3), ctx)
+    assert "similarity" in report.metrics["losses"] and gap() < before / 2
+
+
+def test_similarity_distillation_is_refused_for_a_classifier_before_any_change():
+    model, teacher = tiny_model(layers=2), tiny_model(layers=2)
+    ctx = bc.Context(task=toy_task(), tokenizer=tiny_tokenizer(), teacher=teacher, train=bc.TrainConfig(batch_size=8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(BertCompressError, match="similarity_weight is for embedding models; this one is a "
+                                                "classification model"):
+        bc.compress(model, bc.Distillation(keep=1, similarity_weight=1.0, max_steps=1), ctx)
+    assert model.state_dict().keys() == before.keys()
 
 
 def test_embedders_train_only_from_a_teacher():

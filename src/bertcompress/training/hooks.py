@@ -10,8 +10,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bertcompress.core.task_types import task_type_of
-from bertcompress.training.objectives import distillation_losses
+from bertcompress.core.task_types import EMBEDDING, prediction, task_type_of
+from bertcompress.training.objectives import distillation_losses, similarity_losses
 
 
 @dataclass
@@ -72,3 +72,17 @@ class LogitDistillation(TrainingHook):
         per_example = distillation_losses(task_type_of(model), state.outputs, state.teacher_outputs, state.batch,
                                           self.temperature)
         return self.weight * per_example.sum() * state.example_weight
+
+
+class SimilarityDistillation(TrainingHook):
+    """weight · how far the student's in-batch cosine similarities of sentence vectors are from the
+    teacher's (embedders only; see `objectives.similarity_losses`)."""
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def extra_loss(self, model: nn.Module, state: StepState) -> torch.Tensor | None:
+        mask = state.batch["attention_mask"]
+        student = prediction(EMBEDDING, state.outputs, mask)
+        teacher = prediction(EMBEDDING, state.teacher_outputs, mask)
+        return self.weight * similarity_losses(student, teacher).sum() * state.example_weight

@@ -76,6 +76,14 @@ def distillation_losses(task_type: str, student, teacher, batch: dict, temperatu
     raise BertCompressError(f"no distillation loss for task type {task_type!r}")
 
 
+def similarity_losses(student_vectors: torch.Tensor, teacher_vectors: torch.Tensor) -> torch.Tensor:
+    """Per example: the mean squared difference between its row of the student's and of the teacher's in-batch
+    cosine-similarity matrices. Relational distillation: it teaches which texts are near each other (the
+    neighbour structure an embedder is used for) rather than where each vector lies."""
+    s, t = F.normalize(student_vectors, dim=-1), F.normalize(teacher_vectors, dim=-1)
+    return ((s @ s.T - t @ t.T) ** 2).mean(-1)
+
+
 def importance_loss(task_type: str, outputs, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
     """The scalar whose gradients rank heads and neurons (Michel et al.): the label loss, or for embedding
     models (no labels, and a distance to themselves has no gradient) the vectors projected on random unit

@@ -1,5 +1,6 @@
 """The distillation method: train the model (often a student cut from the teacher) on soft targets and,
-optionally, the teacher's hidden states, attention maps, embeddings and [CLS] states (Patient-KD)."""
+optionally, the teacher's hidden states, attention maps, embeddings and [CLS] states (Patient-KD); embedders
+also on the in-batch similarities of their sentence vectors."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -13,10 +14,12 @@ from bertcompress.core.context import Context
 from bertcompress.core.errors import BertCompressError
 from bertcompress.core.registry import register
 from bertcompress.core.report import StepReport
+from bertcompress.core.task_types import EMBEDDING, task_type_of
 from bertcompress.methods.distillation.mapping import layer_map
 from bertcompress.methods.distillation.students import keep_teacher_layers
 from bertcompress.surgery import head_count
 from bertcompress.training.finetune import finetune
+from bertcompress.training.hooks import SimilarityDistillation
 from bertcompress.training.intermediate import IntermediateDistillation
 
 PROJECTION = "distillation_projection"  # attribute holding the learned projections while training
@@ -39,6 +42,8 @@ class Distillation(MethodConfig):
     attention_mse_weight: float = Field(0.0, ge=0, description="TinyBERT attention-distribution MSE")
     embedding_mse_weight: float = Field(0.0, ge=0, description="TinyBERT embedding-layer MSE")
     pkd_weight: float = Field(0.0, ge=0, description="Patient-KD: normalised [CLS] states of mapped layers")
+    similarity_weight: float = Field(0.0, ge=0, description="embedders: MSE between the student's and the "
+                                     "teacher's in-batch cosine similarities of sentence vectors (neighbours)")
     projection: bool = Field(True, description="learn a linear projection where hidden sizes differ")
     attention_heads: Literal["match", "average"] = Field(
         "average", description="match: head counts must agree per mapped layer; average: compare head means "
@@ -62,7 +67,7 @@ class Distillation(MethodConfig):
             "pkd": self.pkd_weight}.items() if value > 0}
 
     def needs_teacher(self) -> bool:
-        return self.soft_weight > 0 or bool(self.intermediate_weights())
+        return self.soft_weight > 0 or self.similarity_weight > 0 or bool(self.intermediate_weights())
 
 
 def _hidden_size(model: nn.Module) -> int:
@@ -108,6 +113,9 @@ def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> 
     if config.needs_teacher() and teacher is None:
         raise BertCompressError("distillation: soft_weight and the intermediate losses need a teacher in the "
                                 "Context; give one, or train on labels only (soft_weight: 0)")
+    if config.similarity_weight > 0 and task_type_of(model) != EMBEDDING:
+        raise BertCompressError(f"distillation: similarity_weight is for embedding models; this one is a "
+                                f"{task_type_of(model)} model")
     if config.keep is not None or config.student_layers is not None:
         kept = keep_teacher_layers(model, config.keep, config.strategy, config.student_layers)
         report.metrics["kept_teacher_layers"] = kept
@@ -120,6 +128,8 @@ def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> 
         projections = _projections(model, teacher, config, mapping)
         hooks = (IntermediateDistillation(config.intermediate_weights(), mapping, projections),)
         report.metrics["layer_map"] = mapping
+    if config.similarity_weight > 0:
+        hooks = (*hooks, SimilarityDistillation(config.similarity_weight))
     eager = "attention_mse" in config.intermediate_weights()
     previous = _set_attention([model, teacher], "eager") if eager else None
     setattr(model, PROJECTION, projections)  # registered, so the optimizer trains it and checkpoints keep it
@@ -136,6 +146,6 @@ def apply_distillation(model: nn.Module, config: Distillation, ctx: Context) -> 
     report.modules_changed = len(report.metrics.get("kept_teacher_layers", [])) or 1
     report.metrics.update({"train_steps": result.steps, "train_seconds": round(result.seconds, 1),
                            "losses": ["hard"] * (config.hard_weight > 0) + ["soft"] * (config.soft_weight > 0)
-                           + list(config.intermediate_weights())})
+                           + list(config.intermediate_weights()) + ["similarity"] * (config.similarity_weight > 0)})
     report.notes.append(f"distilled {result.steps} steps with {', '.join(report.metrics['losses'])} losses")
     return report
