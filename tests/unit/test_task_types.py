@@ -108,12 +108,16 @@ def test_score_of_an_embedder_compares_vectors_with_the_reference():
     assert other["mean_cosine"] < 0.99
 
 
-def test_distilling_a_shallower_embedder_brings_its_vectors_to_the_teachers():
+def embedder_student():
+    """A 2-layer embedder teacher, an unrelated 1-layer student, its context and encoded test texts."""
     tokenizer, teacher = tiny_tokenizer(), tiny_model(task_type="embedding", layers=2)
     task = toy_task("embedding")
-    data = encode(task.split("test"), tokenizer, 16)
-    student = tiny_model(task_type="embedding", layers=1, seed=7)
     ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=bc.TrainConfig(batch_size=8, max_length=16))
+    return teacher, tiny_model(task_type="embedding", layers=1, seed=7), ctx, encode(task.split("test"), tokenizer, 16)
+
+
+def test_distilling_a_shallower_embedder_brings_its_vectors_to_the_teachers():
+    teacher, student, ctx, data = embedder_student()
     before = 1 - mean_cosine(logits(student, data), logits(teacher, data))
     bc.compress(student, bc.Distillation(max_steps=40, learning_rate=1e-3), ctx)
     assert 1 - mean_cosine(logits(student, data), logits(teacher, data)) < before / 2
@@ -131,11 +135,7 @@ def test_the_similarity_loss_compares_neighbourhoods_not_positions():
 
 
 def test_similarity_distillation_brings_the_students_neighbourhoods_to_the_teachers():
-    tokenizer, teacher = tiny_tokenizer(), tiny_model(task_type="embedding", layers=2)
-    task = toy_task("embedding")
-    data = encode(task.split("test"), tokenizer, 16)
-    student = tiny_model(task_type="embedding", layers=1, seed=7)
-    ctx = bc.Context(task=task, tokenizer=tokenizer, teacher=teacher, train=bc.TrainConfig(batch_size=8, max_length=16))
+    teacher, student, ctx, data = embedder_student()
 
     def gap():
         return float(similarity_losses(logits(student, data), logits(teacher, data)).mean())
