@@ -252,6 +252,17 @@ def test_a_linear_entry_rebuilds_the_same_shell():
         assert type(shell) is nn.Linear and shell.weight.shape == (5, 3) and (shell.bias is not None) == bias
 
 
+def test_an_unknown_module_class_or_task_type_is_named_with_what_is_offered():
+    with pytest.raises(BertCompressError) as unknown_class:
+        rebuild({"class": "Mystery"})
+    assert str(unknown_class.value) == "manifest names module class 'Mystery', which this bertcompress does not know"
+    with pytest.raises(BertCompressError) as unknown_type:
+        task_types.check_task_type("bogus")
+    assert str(unknown_type.value) == ("task type 'bogus' is not offered; use one of classification, "
+                                       "question_answering, token_classification, embedding")
+    assert task_types.check_task_type("embedding") == "embedding"
+
+
 def test_frozen_stand_ins_copy_values_and_do_not_train():
     weight, bias = torch.randn(4, 3), torch.randn(4)
     linear = modules.frozen_linear(weight, bias)
