@@ -65,9 +65,10 @@ def reseeded(rows: list[dict], trials: list[dict], seeds: list[int], searched: O
 
 def markdown(rows: list[dict], summary: dict) -> str:
     cpu = rows[0]["cpu"]
+    space = "the space below" if "space" in summary else "quick space" if summary.get("quick") else "full space"
     lines = ["## Frontier: `bertcompress optimize` on Rotten Tomatoes (`bench/frontier.py`)", "",
              f"Search on seed 0: {summary['trials']} trials in {summary['search_seconds'] / 60:.1f} min "
-             f"({'quick space' if summary.get('quick') else 'full space'}), objective {summary['objective']}, "
+             f"({space}), objective {summary['objective']}, "
              f"max drop {summary['max_drop']:g} points on validation; chosen: **{summary['chosen']}**. Speed and "
              f"size measured in one run on {cpu['name']} ({', '.join(cpu['features'])}), 2 threads, seq 64; "
              "test accuracy mean ± std over the seeds listed (each seed with its own teacher).", "",
@@ -82,7 +83,26 @@ def markdown(rows: list[dict], summary: dict) -> str:
                      f"{r['size_mb']:.1f} | {r['size_ratio']:.2f}x |")
     if max(len(r["seeds"]) for r in rows) == 1:
         lines += ["", "One seed only so far: the re-training on seeds 1 and 2 (`--seeds 0 1 2`) has not run."]
-    return "\n".join(lines)
+    return "\n".join(lines + ["", targets(rows, summary["max_drop"])])
+
+
+def targets(rows: list[dict], max_drop: float) -> str:
+    """The issue's targets against the fastest model of ours within the budget on test, and the best peer."""
+    ours = [r for r in rows if r["kind"] == "ours" and r["delta_points"] >= -max_drop]
+    peers = [r for r in rows if r["kind"] == "peer"]
+    if not ours or not peers:
+        return "Targets: no model of ours within the budget on test, or no peer measured."
+    best = max(ours, key=lambda r: r["speedup_b32"])
+    peer32, peer1 = (max(peers, key=lambda r: r[key]) for key in ("speedup_b32", "speedup_b1"))
+    checks = [(f"{best['speedup_b32']:.2f}x at batch 32", best["speedup_b32"] >= 10, "10x"),
+              (f"{best['speedup_b32'] / peer32['speedup_b32']:.2f}x the fastest peer at batch 32 ({peer32['name']})",
+               best["speedup_b32"] >= 1.8 * peer32["speedup_b32"], "1.8x"),
+              (f"{best['speedup_b1'] / peer1['speedup_b1']:.2f}x the fastest peer at batch 1 ({peer1['name']})",
+               best["speedup_b1"] >= 1.5 * peer1["speedup_b1"], "1.5x"),
+              (f"{best['size_ratio']:.2f}x smaller", best["size_ratio"] >= 10, "10x")]
+    return (f"Targets within {max_drop:g} point(s) of the teacher on test: the fastest such model of ours, "
+            f"{best['name']} ({best['delta_points']:+.2f}), runs " +
+            "; ".join(f"{text} ({'met' if met else 'missed'}: target {goal})" for text, met, goal in checks) + ".")
 
 
 def main() -> None:
