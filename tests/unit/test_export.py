@@ -283,7 +283,7 @@ def our_input_ranges(model: nn.Module) -> set[tuple[float, float]]:
     for module in model.modules():
         if isinstance(module, PackedLinear):
             qdq = QdqLinear(module)
-            zero, scale, grid = float(qdq.input_zero), float(qdq.input_scale), torch.iinfo(qdq.input_dtype)
+            zero, scale, grid = float(qdq.input_zero), float(qdq.input_scale), torch.iinfo(torch.uint8)
             ranges.add((round((grid.min - zero) * scale, 4), round((grid.max - zero) * scale, 4)))
     return ranges
 
@@ -429,9 +429,33 @@ def products_model(models) -> nn.Module:
     return model
 
 
+def zero_points(graph) -> dict[str, tuple[int, int]]:
+    """Every 8-bit integer initializer of one element (the QDQ zero points): name -> (ONNX data type, value)."""
+    import onnx
+    from onnx import numpy_helper
+
+    eight_bit = (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
+    return {t.name: (t.data_type, int(numpy_helper.to_array(t).reshape(-1)[0])) for t in graph.initializer
+            if t.data_type in eight_bit and numpy_helper.to_array(t).size == 1}
+
+
+def integer_matmuls(path) -> dict[str, int]:
+    """MatMuls left in float and MatMuls fused into integer kernels once ONNX Runtime has optimized the graph."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(path.with_name("optimized.onnx"))
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    kinds = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    return {"MatMul": kinds.count("MatMul"),
+            "integer": sum(kinds.count(k) for k in ("MatMulIntegerToFloat", "QLinearMatMul", "MatMulInteger"))}
+
+
 def test_trained_attention_product_ranges_export_as_qdq_at_the_products(models, tmp_path):
-    """Both inputs of query x key and of weights x value come straight from a DequantizeLinear (int8; uint8
-    for the softmax weights), as NNCF places its own, and OpenVINO reads them as FakeQuantize there."""
+    """Both inputs of query x key and of weights x value come straight from a DequantizeLinear (uint8: zero
+    point 128 for the symmetric grids, 0 for the softmax weights), as NNCF places its own, and OpenVINO reads
+    them as FakeQuantize there; ONNX Runtime fuses every MatMul into an integer kernel."""
     import onnx
     import openvino as ov
 
@@ -442,14 +466,16 @@ def test_trained_attention_product_ranges_export_as_qdq_at_the_products(models, 
     graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
     made_by = {output: node for node in graph.node for output in node.output}
     weights = {t.name for t in graph.initializer}
-    products = [n for n in graph.node if n.op_type == "MatMul" and not set(n.input) & weights
-                and all(made_by[i].op_type == "DequantizeLinear" for i in n.input)]
+    products = [n for n in graph.node if n.op_type == "MatMul" and all(
+        made_by[i].op_type == "DequantizeLinear" and made_by[i].input[0] not in weights for i in n.input)]
     layers = model.config.num_hidden_layers
     assert len(products) == 2 * layers
-    zero_types = {t.name: t.data_type for t in graph.initializer}
-    unsigned = [n for n in products if any(zero_types.get(made_by[i].input[2]) == onnx.TensorProto.UINT8
-                                           for i in n.input)]
+    zeros = zero_points(graph)
+    assert {zeros[made_by[i].input[2]] for n in products for i in n.input} == {(onnx.TensorProto.UINT8, 0),
+                                                                               (onnx.TensorProto.UINT8, 128)}
+    unsigned = [n for n in products if any(zeros[made_by[i].input[2]][1] == 0 for i in n.input)]
     assert len(unsigned) == layers  # the softmax weights, one product per layer
+    assert integer_matmuls(tmp_path / "onnx" / "model.onnx") == {"MatMul": 0, "integer": 8 * layers}
     export_model(source, "openvino", tmp_path / "ov", texts(), SETTINGS)
     ir = ov.Core().read_model(str(tmp_path / "ov" / "openvino_model.xml"))
     fed = [op for op in ir.get_ops() if op.get_type_name() == "MatMul" and not any(
@@ -494,7 +520,6 @@ def test_an_untrained_product_quantizer_exports_as_nothing(models, tmp_path):
     source = bc.save(model, tmp_path / "qat", tiny_tokenizer())
     record = export_model(source, "onnx", tmp_path / "onnx", texts(), ExportSettings(max_length=24, optimize=False))
     graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
-    zero_types = {t.name: t.data_type for t in graph.initializer}
-    uint8 = [n for n in graph.node if n.op_type == "QuantizeLinear" and
-             zero_types.get(n.input[2]) == onnx.TensorProto.UINT8]
-    assert record["verified"] and not uint8
+    zeros = zero_points(graph)
+    unsigned = [n for n in graph.node if n.op_type == "QuantizeLinear" and zeros[n.input[2]][1] == 0]
+    assert record["verified"] and not unsigned

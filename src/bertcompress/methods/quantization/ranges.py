@@ -65,7 +65,7 @@ class EmaRangeQuantizer(nn.Module):
             return nn.Identity()
         scale, zero = self.qparams()
         if self._runs_as_int8(options):
-            return QdqQuantizer(scale, zero, torch.uint8 if self.unsigned else torch.int8)
+            return QdqQuantizer(scale, zero, symmetric=not self.unsigned)
         return FixedRangeQuantizer(scale, zero, self.spec)
 
     def standin_is_exact(self, options: ExportOptions) -> bool:
