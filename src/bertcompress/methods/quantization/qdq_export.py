@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from bertcompress.methods.quantization.packed import PackedLinear
