@@ -43,7 +43,7 @@ class QdqLinear(nn.Module):
         self.bias = None if source.bias is None else nn.Parameter(source.bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = quantize_dequantize(x, self.input_scale, self.input_zero, torch.uint8)
+        x = quantize_dequantize(x, self.input_scale, self.input_zero)
         if torch.onnx.is_in_onnx_export():  # per output column: axis 1 of the (in, out) weight
             weight = torch.onnx.ops.symbolic("DequantizeLinear", (self.weight_int8_t, self.weight_scale),
                                              {"axis": 1}, dtype=torch.float32, shape=self.weight_int8_t.shape,
@@ -63,16 +63,15 @@ class QdqQuantizer(nn.Module):
         self.register_buffer("zero", uint8_zero(zero, symmetric))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return quantize_dequantize(x, self.scale, self.zero, torch.uint8)
+        return quantize_dequantize(x, self.scale, self.zero)
 
 
-def quantize_dequantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """QuantizeLinear -> DequantizeLinear (int8 or uint8, one scale) in an ONNX export; the same rounding and
+def quantize_dequantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """QuantizeLinear -> DequantizeLinear (uint8, one scale) in an ONNX export; the same rounding and
     saturation in floats otherwise."""
     if torch.onnx.is_in_onnx_export():
-        q = torch.onnx.ops.symbolic("QuantizeLinear", (x, scale, zero), dtype=dtype, shape=x.shape, version=13)
+        q = torch.onnx.ops.symbolic("QuantizeLinear", (x, scale, zero), dtype=torch.uint8, shape=x.shape,
+                                    version=13)
         return torch.onnx.ops.symbolic("DequantizeLinear", (q, scale, zero), dtype=torch.float32, shape=x.shape,
                                        version=13)
-    info = torch.iinfo(dtype)
-    offset = zero.float()
-    return ((torch.round(x / scale) + offset).clamp(info.min, info.max) - offset) * scale
+    return ((torch.round(x / scale) + zero.float()).clamp(0, 255) - zero.float()) * scale
