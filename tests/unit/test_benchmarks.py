@@ -77,3 +77,41 @@ def test_a_script_declares_its_own_options(monkeypatch):
     settings = Settings.from_command_line("doc", repeats=5, options={"--weights": {"default": "matched"}})
     assert (settings.repeats, settings.smoke, settings.options) == (5, True, {"weights": "brief"})
     assert json.dumps(settings.options)
+
+
+def _frontier_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "bench" / "frontier.py"
+    spec = importlib.util.spec_from_file_location("bench_frontier", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reseeding_keeps_the_searchs_seed_and_rebuilds_only_the_named_models(monkeypatch):
+    frontier = _frontier_script()
+    built = []
+
+    class Context:
+        def __init__(self, seed):
+            self.seed, self.teacher, self.task, self.tokenizer = seed, f"teacher{seed}", None, None
+
+    monkeypatch.setattr(frontier, "seed_context", lambda searched, seed: Context(seed))
+    monkeypatch.setattr(frontier, "candidate", lambda context, params: built.append((params, context.seed))
+                        or (None, f"{params}{context.seed}", None, None))
+    scores = {"teacher0": 0.9, "teacher1": 0.8, "small1": 0.7}
+    monkeypatch.setattr(frontier, "test_accuracy", lambda model, task, tokenizer: scores[model])
+    row = {"test_accuracy_std": 0.0, "seeds": [0], "delta_points": 0.0}
+    rows = [{**row, "name": "teacher", "kind": "teacher", "test_accuracy_mean": 0.9},
+            {**row, "name": "A", "kind": "ours", "test_accuracy_mean": 0.8},
+            {**row, "name": "B", "kind": "ours", "test_accuracy_mean": 0.6},
+            {**row, "name": "peer", "kind": "peer", "test_accuracy_mean": 0.85}]
+    trials = [{"name": "A", "params": "small"}, {"name": "B", "params": "other"}]
+    out = frontier.reseeded(rows, trials, [0, 1], None, only=["A"])
+    assert built == [("small", 1)]  # seed 0 is the search's own figure; B is not re-seeded
+    teacher, a, b, peer = out
+    assert teacher["seeds"] == a["seeds"] == [0, 1] and b["seeds"] == peer["seeds"] == [0]
+    assert a["test_accuracy_mean"] == pytest.approx(0.75) and a["delta_points"] == pytest.approx(-10.0)
+    assert a["test_accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert b["test_accuracy_mean"] == 0.6 and b["delta_points"] == 0.0  # untouched: still against seed 0

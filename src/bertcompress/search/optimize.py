@@ -346,7 +346,7 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
             result["runtime"]
         sizes[name] = model_bytes(path)
     if options.peers:
-        for name, runtime, model, size in _peer_models(trials, console):
+        for name, runtime, model, size in peer_models(trials, console):
             models[name], kinds[name], runtimes[name], sizes[name] = model, "peer", runtime, size
     timed = benchmark_many(models, (1, 32), trials.seq_len, options.repeats)
     cpu = {"name": cpu_name(), "features": cpu_features()}
@@ -364,7 +364,7 @@ def _measure_frontier(front: list[dict], trials: TrialContext, options: Optimize
     return rows, saved
 
 
-def _peer_models(trials: TrialContext, console: Console) -> list[tuple[str, str, object, int]]:
+def peer_models(trials: TrialContext, console: Console) -> list[tuple[str, str, object, int]]:
     """(name, runtime, runnable model, bytes on disk) of each peer path on the teacher. A peer that cannot be
     built here (a runtime that does not take this model) is left out with a line saying why."""
     from bertcompress.search.trials import openvino_export
