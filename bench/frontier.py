@@ -164,10 +164,10 @@ def main() -> None:
     searched = replace(options, quick=summary["quick"])
     summary.setdefault("unlabelled", args.unlabelled)  # runs before session 12 did not record these
     summary.setdefault("space", default_space(searched, 6).choices(6))
-    if args.remeasure:
-        rows = remeasured(rows, run, searched, args.repeats)
     if args.seeds != [0]:
         rows = reseeded(rows, found["trials"], args.seeds, searched, args.only)
+    if args.remeasure:  # after the training, so that nothing else shares the CPU
+        rows = remeasured(rows, run, searched, args.repeats)
     assert all(tuple(r) == FRONTIER_KEYS for r in rows)
     replace_section("frontier", markdown(rows, summary), rows)
 
