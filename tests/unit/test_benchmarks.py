@@ -79,18 +79,18 @@ def test_a_script_declares_its_own_options(monkeypatch):
     assert json.dumps(settings.options)
 
 
-def _frontier_script():
+def _bench_script(name: str):
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "bench" / "frontier.py"
-    spec = importlib.util.spec_from_file_location("bench_frontier", path)
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_reseeding_keeps_the_searchs_seed_and_rebuilds_only_the_named_models(monkeypatch):
-    frontier = _frontier_script()
+    frontier = _bench_script("frontier")
     built = []
 
     class Context:
@@ -115,3 +115,15 @@ def test_reseeding_keeps_the_searchs_seed_and_rebuilds_only_the_named_models(mon
     assert a["test_accuracy_mean"] == pytest.approx(0.75) and a["delta_points"] == pytest.approx(-10.0)
     assert a["test_accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
     assert b["test_accuracy_mean"] == 0.6 and b["delta_points"] == 0.0  # untouched: still against seed 0
+
+
+def test_each_worker_count_searches_from_an_empty_cache_sharing_only_the_inputs(tmp_path):
+    workers = _bench_script("search_workers")
+    shared = tmp_path / "cache"
+    for name in ("assets", "teachers", "variants", "studies"):
+        (shared / name).mkdir(parents=True)
+    (shared / "variants" / "old-model").mkdir()
+    fresh = workers.fresh_cache(shared, tmp_path / "work")
+    assert sorted(p.name for p in fresh.iterdir()) == ["assets", "teachers"]
+    assert (fresh / "teachers").resolve() == (shared / "teachers").resolve()
+    assert not (fresh / "variants").exists() and (shared / "variants" / "old-model").is_dir()
