@@ -60,6 +60,10 @@ def reseeded(rows: list[dict], trials: list[dict], seeds: list[int], searched: O
     """Frontier models of ours (those in `only`, default all) and the teacher again on every seed; mean ± std.
     A row already measured on a seed (the search's seed 0) keeps that figure rather than being rebuilt."""
     params = {t["name"]: t["params"] for t in trials}
+    unknown = sorted(set(only or ()) - {r["name"] for r in rows if r["kind"] == "ours"})
+    if unknown:
+        raise SystemExit(f"--only {' '.join(unknown)}: not a frontier model of ours; "
+                         f"these are: {', '.join(r['name'] for r in rows if r['kind'] == 'ours')}")
     wanted = [r for r in rows if r["kind"] == "teacher" or (r["kind"] == "ours" and (not only or r["name"] in only))]
     accuracies = {r["name"]: {s: r["test_accuracy_mean"] for s in r["seeds"]} for r in wanted}
     for seed in seeds:

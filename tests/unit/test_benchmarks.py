@@ -115,6 +115,8 @@ def test_reseeding_keeps_the_searchs_seed_and_rebuilds_only_the_named_models(mon
     assert a["test_accuracy_mean"] == pytest.approx(0.75) and a["delta_points"] == pytest.approx(-10.0)
     assert a["test_accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
     assert b["test_accuracy_mean"] == 0.6 and b["delta_points"] == 0.0  # untouched: still against seed 0
+    with pytest.raises(SystemExit, match="--only peer: not a frontier model of ours; these are: A, B"):
+        frontier.reseeded(rows, trials, [0, 1], None, only=["peer"])
 
 
 def test_each_worker_count_searches_from_an_empty_cache_sharing_only_the_inputs(tmp_path):
